@@ -1,0 +1,18 @@
+"""Project pipelines, built for the data contract of the active environment."""
+
+from __future__ import annotations
+
+from kedro.pipeline import Pipeline
+
+from credit_scoring.pipelines import data_ingestion, data_processing
+from credit_scoring.project_config import project_contract
+
+
+def register_pipelines() -> dict[str, Pipeline]:
+    contract = project_contract()
+    pipelines = {
+        "data_ingestion": data_ingestion.create_pipeline(contract),
+        "data_processing": data_processing.create_pipeline(contract),
+    }
+    pipelines["__default__"] = sum(pipelines.values(), Pipeline([]))
+    return pipelines
