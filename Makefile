@@ -1,0 +1,63 @@
+# One place to run things. `make run` and `make test` work on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+RUN := $(UV) run --frozen
+RAW := data/01_raw/application_train.csv
+# Privacy: no usage data leaves the machine (kedro-telemetry, DVC analytics, ...).
+export DO_NOT_TRACK := 1
+export KEDRO_DISABLE_TELEMETRY := 1
+
+.PHONY: help bootstrap data data-home-credit data-drift run test test-fast lint format viz repro dvc-push ui clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
+
+bootstrap: ## Install uv if missing, then the locked environment (.venv)
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	@$(UV) sync --frozen --quiet
+
+$(RAW):
+	$(MAKE) bootstrap
+	$(RUN) python -m credit_scoring.synthetic
+
+data: bootstrap $(RAW) ## Generate the synthetic raw tables if data/01_raw is empty
+
+data-home-credit: bootstrap ## Regenerate the raw tables at Home Credit size (307,511 applications)
+	$(RUN) python -m credit_scoring.synthetic --n-applications 307511
+
+data-drift: bootstrap ## Write a drifted population to data/01_raw/drifted/ (for monitoring work)
+	$(RUN) python -m credit_scoring.synthetic --drift --seed 7 --output-dir data/01_raw/drifted
+
+run: bootstrap data ## Set up and run the whole Kedro pipeline on the embedded defaults
+	$(RUN) kedro run
+
+test: bootstrap ## Set up and run the whole test suite
+	$(RUN) pytest
+
+test-fast: bootstrap ## Unit tests only (no kedro/dvc subprocesses)
+	$(RUN) pytest -m "not integration"
+
+lint: bootstrap ## ruff (lint + format check) and mypy on src/
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy
+
+format: bootstrap ## Apply ruff fixes and formatting
+	$(RUN) ruff check --fix .
+	$(RUN) ruff format .
+
+viz: bootstrap ## Open kedro-viz on 127.0.0.1:4141
+	$(RUN) kedro viz run --host 127.0.0.1 --port 4141
+
+repro: bootstrap ## Reproduce the DVC stages (generate -> ingestion -> processing)
+	$(RUN) dvc repro
+
+dvc-push: bootstrap ## Push DVC-tracked data to the default remote
+	$(RUN) dvc push
+
+clean: ## Remove generated data (keeps the folder layout) and caches
+	find data -type f ! -name .gitkeep -delete
+	rm -rf .pytest_cache .ruff_cache .mypy_cache logs
