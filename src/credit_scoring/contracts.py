@@ -32,6 +32,14 @@ class ContractError(ValueError):
     """The data or the contract itself breaks a rule; the message says how to fix it."""
 
 
+def config_error(exc: ValidationError, prefix: str, file: str) -> ContractError:
+    """Turn a pydantic error on a YAML section into one message: each key, what is wrong, where."""
+    problems = "; ".join(
+        f"{'.'.join([prefix, *(str(p) for p in err['loc'])])}: {err['msg']}" for err in exc.errors()
+    )
+    return ContractError(f"{problems} (fix it in {file}, or in your environment's copy)")
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -116,13 +124,7 @@ def load_contract(raw: dict[str, Any] | DataContract) -> DataContract:
     try:
         return DataContract.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"data_contract.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ContractError(
-            f"Invalid data contract in {CONTRACT_FILE} (or your environment's copy): {problems}"
-        ) from None
+        raise config_error(exc, "data_contract", CONTRACT_FILE) from None
 
 
 def _column_schema(name: str, spec: ColumnSpec) -> pa.Column:
@@ -239,7 +241,13 @@ def describe_failures(outcome: ValidationOutcome, table: str, examples: int = 3)
     for (column, check), group in outcome.failures.groupby(["column", "check"]):
         sample = group.head(examples)
         shown = ", ".join(
-            f"row {i} = {v!r}" for i, v in zip(sample["index"], sample["failure_case"], strict=True)
+            f"row {i} = {_show(v)}"
+            for i, v in zip(sample["index"], sample["failure_case"], strict=True)
         )
         lines.append(f"  - {column}: {check}, {len(group)} row(s), e.g. {shown}")
     return "\n".join(lines)
+
+
+def _show(value: Any) -> str:
+    value = value.item() if hasattr(value, "item") else value
+    return repr(value) if isinstance(value, str) else str(value)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from credit_scoring.contracts import ContractError
+from credit_scoring.contracts import ContractError, config_error
 
 PARAMS_FILE = "conf/base/parameters_data_processing.yml"
 
@@ -78,10 +78,7 @@ def load_feature_spec(params: dict[str, Any] | FeatureSpec) -> FeatureSpec:
     try:
         return FeatureSpec.model_validate(params)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise ContractError(f"Invalid feature declaration in {PARAMS_FILE}: {problems}") from None
+        raise config_error(exc, "data_processing", PARAMS_FILE) from None
 
 
 def _require(df: pd.DataFrame, columns: list[str], where: str) -> None:

@@ -18,7 +18,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401  (registers the class)
 from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
 
-from credit_scoring.contracts import ContractError
+from credit_scoring.contracts import ContractError, config_error
 
 Strategy = Literal["median", "mean", "most_frequent", "constant", "knn", "iterative"]
 
@@ -63,11 +63,8 @@ def load_groups(raw: list[dict[str, Any]] | list[ImputationGroup]) -> list[Imput
     try:
         return TypeAdapter(list[ImputationGroup]).validate_python(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"imputation.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        raise ContractError(
-            f"Invalid imputation in conf/base/parameters_data_processing.yml: {problems}"
+        raise config_error(
+            exc, "data_processing.imputation", "conf/base/parameters_data_processing.yml"
         ) from None
 
 

@@ -6,13 +6,14 @@ import logging
 from typing import Any, Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from credit_scoring.contracts import (
     ColumnSpec,
     ContractError,
     TargetSpec,
     build_schema,
+    config_error,
     describe_failures,
     load_contract,
     validate_frame,
@@ -87,7 +88,10 @@ def validate_table(
     Returns the valid rows (typed, target encoded 0/1), the quarantined rows with
     ``_rejection_reason``, and a report of counts by rule.
     """
-    settings = IngestionParams.model_validate(params)
+    try:
+        settings = IngestionParams.model_validate(params)
+    except ValidationError as exc:
+        raise config_error(exc, "data_ingestion", PARAMS_FILE) from None
     schema = build_schema(columns, id_column=id_column, target=target, name=table_name)
     outcome = validate_frame(table, schema)
     n_in, n_bad = len(table), len(outcome.invalid)

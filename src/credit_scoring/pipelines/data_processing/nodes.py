@@ -9,7 +9,7 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from credit_scoring.contracts import ContractError, load_contract
+from credit_scoring.contracts import ContractError, config_error, load_contract
 from credit_scoring.features import (
     FeatureSpec,
     add_derived_features,
@@ -81,8 +81,7 @@ def _settings(params: dict[str, Any]) -> ProcessingParams:
     try:
         return ProcessingParams.model_validate(params)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ContractError(f"Invalid data_processing in {PARAMS_FILE}: {problems}") from None
+        raise config_error(exc, "data_processing", PARAMS_FILE) from None
 
 
 def _protected(data_contract: dict[str, Any]) -> list[str]:

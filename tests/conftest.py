@@ -1,0 +1,68 @@
+"""Shared fixtures: the project's own configuration and small generated tables."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from credit_scoring.project_config import PROJECT_ROOT, project_parameters
+from credit_scoring.synthetic import SyntheticParams, generate
+
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
+
+TEST_KEY = "test-key-0123456789abcdef0123456789abcdef"
+
+
+@pytest.fixture(scope="session")
+def parameters() -> dict[str, Any]:
+    return project_parameters(env="base", conf_source=PROJECT_ROOT / "conf")
+
+
+@pytest.fixture(scope="session")
+def contract_params(parameters: dict[str, Any]) -> dict[str, Any]:
+    return parameters["data_contract"]
+
+
+@pytest.fixture(scope="session")
+def ingestion_params(parameters: dict[str, Any]) -> dict[str, Any]:
+    return parameters["data_ingestion"]
+
+
+@pytest.fixture(scope="session")
+def processing_params(parameters: dict[str, Any]) -> dict[str, Any]:
+    return parameters["data_processing"]
+
+
+@pytest.fixture(scope="session")
+def raw_tables() -> dict[str, pd.DataFrame]:
+    """Small synthetic tables (read-only: tests copy before changing them)."""
+    return generate(SyntheticParams(n_applications=800, seed=3))
+
+
+@pytest.fixture
+def project_copy(tmp_path: Path) -> Path:
+    """A throw-away copy of the project's configuration, to run `kedro run` against."""
+    for name in ("conf", "pyproject.toml", ".telemetry"):
+        src = PROJECT_ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, tmp_path / name, ignore=shutil.ignore_patterns("credentials.yml"))
+        else:
+            shutil.copy(src, tmp_path / name)
+    for layer in (
+        "01_raw",
+        "02_intermediate",
+        "03_primary",
+        "04_feature",
+        "05_model_input",
+        "06_models",
+        "07_model_output",
+        "08_reporting",
+    ):
+        (tmp_path / "data" / layer).mkdir(parents=True)
+    return tmp_path

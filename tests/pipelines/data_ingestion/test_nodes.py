@@ -1,0 +1,114 @@
+"""Ingestion nodes: minimisation, pseudonymisation, validation with fail or quarantine."""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+import pytest
+
+from credit_scoring.contracts import ContractError
+from credit_scoring.pipelines.data_ingestion.nodes import (
+    ingest_applications,
+    ingest_secondary_table,
+    minimise_columns,
+    pseudonymise_ids,
+)
+from credit_scoring.privacy import pseudonymise_value
+from tests.conftest import TEST_KEY
+
+
+def _apps(raw_tables) -> pd.DataFrame:
+    # The synthetic default injects a few invalid rows; start from clean ones here.
+    apps = raw_tables["application_train"].copy()
+    apps = apps[(apps["AMT_CREDIT"] >= 0) & (apps["CNT_CHILDREN"] >= 0)]
+    apps = apps[apps["NAME_CONTRACT_TYPE"].isin(["Cash loans", "Revolving loans"])]
+    return apps[apps["EXT_SOURCE_2"].fillna(0) <= 1].reset_index(drop=True)
+
+
+def test_minimise_keeps_only_whitelisted_columns():
+    frame = pd.DataFrame({"a": [1], "b": [2], "secret": ["x"]})
+    assert list(minimise_columns(frame, ["a", "b"], "t").columns) == ["a", "b"]
+    assert "secret" in frame.columns
+
+
+def test_pseudonymise_replaces_the_raw_id():
+    frame = pd.DataFrame({"SK_ID_CURR": [100002, 100003], "x": [1, 2]})
+    out = pseudonymise_ids(frame, TEST_KEY, "SK_ID_CURR", "client_id")
+    assert "SK_ID_CURR" not in out.columns
+    assert out["client_id"].iloc[0] == pseudonymise_value(100002, TEST_KEY)
+    assert frame["SK_ID_CURR"].tolist() == [100002, 100003]
+
+
+def test_pseudonymise_without_id_column_numbers_rows():
+    out = pseudonymise_ids(pd.DataFrame({"x": [5, 6]}), TEST_KEY, None, "client_id")
+    assert out["client_id"].tolist() == ["row-0", "row-1"]
+
+
+def test_ingest_applications_valid_data(raw_tables, contract_params, ingestion_params):
+    apps = _apps(raw_tables)
+    out = ingest_applications(apps, TEST_KEY, contract_params, ingestion_params)
+    valid = out["valid"]
+    assert len(valid) == len(apps) and out["quarantine"].empty
+    assert "SK_ID_CURR" not in valid.columns
+    raw_ids = set(apps["SK_ID_CURR"].astype(str))
+    assert not raw_ids & set(valid["client_id"])
+    assert valid["client_id"].str.fullmatch(r"[0-9a-f]{64}").all()
+    assert set(valid["TARGET"].unique()) <= {0, 1}
+    assert out["report"]["rows_invalid"] == 0
+
+
+def test_quarantine_keeps_bad_rows_with_reason(raw_tables, contract_params, ingestion_params):
+    apps = _apps(raw_tables)
+    apps.loc[3, "AMT_CREDIT"] = -10.0
+    apps.loc[7, "NAME_INCOME_TYPE"] = "Lottery winner"
+    out = ingest_applications(apps, TEST_KEY, contract_params, ingestion_params)
+    assert len(out["valid"]) == len(apps) - 2
+    reasons = " ".join(out["quarantine"]["_rejection_reason"])
+    assert "AMT_CREDIT: greater_than_or_equal_to" in reasons
+    assert "NAME_INCOME_TYPE: isin" in reasons and "Lottery winner" in reasons
+    assert (
+        out["report"]["failures_by_rule"][
+            "NAME_INCOME_TYPE: isin(['Working', 'Commercial associate', 'Pensioner', 'State servant', 'Unemployed', 'Student', 'Businessman', 'Maternity leave'])"
+        ]
+        == 1
+    )
+    assert not set(apps["SK_ID_CURR"].astype(str)) & set(out["quarantine"]["client_id"])
+
+
+def test_fail_mode_names_column_rule_and_rows(raw_tables, contract_params, ingestion_params):
+    apps = _apps(raw_tables)
+    apps.loc[5, "DAYS_BIRTH"] = 100
+    with pytest.raises(ContractError) as error:
+        ingest_applications(
+            apps, TEST_KEY, contract_params, {**ingestion_params, "on_invalid": "fail"}
+        )
+    message = str(error.value)
+    assert "DAYS_BIRTH: less_than_or_equal_to(-5840.0)" in message
+    assert "row 5 = 100" in message and "on_invalid" in message
+
+
+def test_too_many_invalid_rows_stop_even_in_quarantine(
+    raw_tables, contract_params, ingestion_params
+):
+    apps = _apps(raw_tables)
+    apps.loc[: len(apps) // 5, "CODE_GENDER"] = "?"
+    with pytest.raises(ContractError, match="max_invalid_fraction"):
+        ingest_applications(apps, TEST_KEY, contract_params, ingestion_params)
+
+
+def test_unknown_ingestion_setting_is_refused(raw_tables, contract_params):
+    with pytest.raises(Exception, match="on_invalid"):
+        ingest_applications(_apps(raw_tables), TEST_KEY, contract_params, {"on_invalid": "ignore"})
+
+
+def test_bureau_is_pseudonymised_with_the_same_key(
+    raw_tables, contract_params, ingestion_params, caplog
+):
+    bureau = raw_tables["bureau"]
+    with caplog.at_level(logging.INFO):
+        out = ingest_secondary_table(bureau, TEST_KEY, contract_params, ingestion_params, "bureau")
+    assert "SK_ID_BUREAU" not in out["valid"].columns  # minimised
+    first = bureau["SK_ID_CURR"].iloc[0]
+    assert out["valid"]["client_id"].iloc[0] == pseudonymise_value(first, TEST_KEY)
+    assert str(first) not in caplog.text

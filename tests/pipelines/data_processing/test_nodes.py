@@ -1,0 +1,164 @@
+"""Processing nodes, one by one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from credit_scoring.contracts import ContractError
+from credit_scoring.pipelines.data_processing.nodes import (
+    aggregate_table,
+    build_features,
+    deduplicate_rows,
+    drop_duplicate_columns,
+    drop_irrelevant_columns,
+    impute_missing_values,
+    treat_anomalies,
+    treat_outliers,
+)
+
+CONTRACT = {
+    "id_column": "cid",
+    "pseudonymised_id_column": "client_id",
+    "target": {"column": "TARGET"},
+    "columns": {"X": {"dtype": "float"}},
+}
+
+
+def test_deduplicate_rows_removes_exact_copies_only():
+    frame = pd.DataFrame({"client_id": ["a", "a", "b"], "x": [1, 1, 2]})
+    assert deduplicate_rows(frame)["client_id"].tolist() == ["a", "b"]
+    near = pd.DataFrame({"client_id": ["a", "a"], "x": [1, 2]})
+    assert len(deduplicate_rows(near)) == 2
+
+
+def test_drop_duplicate_columns_keeps_the_first():
+    frame = pd.DataFrame({"a": [1, 2, 3], "b": [4, 5, 6], "a_copy": [1, 2, 3], "c": [1, 2, 4]})
+    out = drop_duplicate_columns(frame)
+    assert list(out["table"].columns) == ["a", "b", "c"]
+    assert out["dropped"] == {"a_copy": "a"}
+
+
+def test_treat_anomalies(processing_params):
+    frame = pd.DataFrame({"DAYS_EMPLOYED": [-10, 365243]})
+    out = treat_anomalies(frame, processing_params)
+    assert out["DAYS_EMPLOYED_ANOMALY"].tolist() == [0.0, 1.0]
+    assert np.isnan(out["DAYS_EMPLOYED"].iloc[1])
+
+
+def test_treat_outliers_learns_bounds_and_returns_them():
+    frame = pd.DataFrame({"INCOME": [*range(1, 100), 1_000_000.0], "AGE": [30.0] * 99 + [500.0]})
+    params = {
+        "outliers": {
+            "INCOME": {"method": "quantile", "lower": 0.0, "upper": 0.95, "action": "clip"},
+            "AGE": {"method": "fixed", "lower": 18, "upper": 100, "action": "set_missing"},
+            "ABSENT": {"method": "iqr"},
+        }
+    }
+    out = treat_outliers(frame, params)
+    assert out["table"]["INCOME"].max() == pytest.approx(out["bounds"]["INCOME"]["upper"])
+    assert out["bounds"]["INCOME"]["upper"] < 100
+    assert out["table"]["AGE"].isna().sum() == 1
+    assert "ABSENT" not in out["bounds"]
+
+
+def test_processing_params_typo_names_key_and_file():
+    with pytest.raises(ContractError, match=r"outlier\b.*parameters_data_processing\.yml"):
+        treat_outliers(pd.DataFrame({"x": [1.0]}), {"outlier": {}})
+
+
+def test_build_features_adds_declared_features_and_aggregates(contract_params, processing_params):
+    apps = pd.DataFrame(
+        {
+            "client_id": ["a", "b"],
+            "AMT_CREDIT": [100.0, 50.0],
+            "AMT_INCOME_TOTAL": [50.0, 0.0],
+            "AMT_ANNUITY": [10.0, 5.0],
+            "AMT_GOODS_PRICE": [90.0, 50.0],
+            "DAYS_EMPLOYED": [-100.0, np.nan],
+            "DAYS_BIRTH": [-10000, -20000],
+            "CNT_FAM_MEMBERS": [2.0, 1.0],
+            "EXT_SOURCE_1": [np.nan, 0.5],
+            "EXT_SOURCE_3": [0.1, 0.2],
+        }
+    )
+    bureau = pd.DataFrame(
+        {
+            "client_id": ["a", "a"],
+            "CREDIT_ACTIVE": ["Active", "Closed"],
+            "DAYS_CREDIT": [-10.0, -20.0],
+            "CREDIT_DAY_OVERDUE": [5.0, 0.0],
+            "AMT_CREDIT_SUM": [1.0, 2.0],
+            "AMT_CREDIT_SUM_DEBT": [1.0, 0.0],
+            "AMT_CREDIT_SUM_OVERDUE": [1.0, 0.0],
+            "AMT_CREDIT_MAX_OVERDUE": [np.nan, 1.0],
+            "CNT_CREDIT_PROLONG": [0.0, 0.0],
+        }
+    )
+    aggregates = aggregate_table(bureau, contract_params, processing_params, "bureau")
+    out = build_features(apps, contract_params, processing_params, bureau=aggregates)
+    assert out.loc[0, "CREDIT_INCOME_RATIO"] == 2.0
+    assert np.isnan(out.loc[1, "CREDIT_INCOME_RATIO"])  # income 0: no infinity
+    assert out.loc[0, "EXT_SOURCE_1_MISSING"] == 1.0
+    assert out.loc[0, "BUREAU_COUNT"] == 2.0 and out.loc[1, "BUREAU_COUNT"] == 0.0
+    assert out.loc[0, "BUREAU_IS_ACTIVE_SUM"] == 1.0 and out.loc[0, "BUREAU_IS_LATE_SUM"] == 1.0
+
+
+def test_secondary_table_without_aggregation_is_reported(contract_params):
+    with pytest.raises(ContractError, match="secondary_aggregations"):
+        aggregate_table(pd.DataFrame({"client_id": ["a"]}), contract_params, {}, "bureau")
+
+
+def test_drop_irrelevant_columns_with_reasons():
+    n = 200
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "client_id": [f"c{i}" for i in range(n)],  # kept: the id
+            "TARGET": rng.integers(0, 2, n),  # kept: the target
+            "REF": pd.array(rng.permutation(n) + 10_000, dtype="Int64"),  # ID-like
+            "DAYS_BIRTH": pd.array(
+                -rng.choice(20_000, n, replace=False), dtype="Int64"
+            ),  # distinct but wide: kept
+            "CONST": [1.0] * n,
+            "SPARSE": [1.0] * 20 + [np.nan] * (n - 20),
+            "GOOD": rng.normal(size=n),
+        }
+    )
+    out = drop_irrelevant_columns(frame, CONTRACT, {})
+    assert set(out["dropped"]) == {"REF", "CONST", "SPARSE"}
+    assert "too sparse" in out["dropped"]["SPARSE"]
+    assert list(out["table"].columns) == ["client_id", "TARGET", "DAYS_BIRTH", "GOOD"]
+    kept = drop_irrelevant_columns(frame, CONTRACT, {"irrelevant_columns": {"keep": ["CONST"]}})
+    assert "CONST" in kept["table"].columns
+
+
+def test_impute_missing_values_fills_everything_but_id_and_target(processing_params):
+    frame = pd.DataFrame(
+        {
+            "client_id": ["a", "b", "c"],
+            "TARGET": [0, 1, 0],
+            "EXT_SOURCE_2": [0.2, np.nan, 0.6],
+            "EXT_SOURCE_3": [0.1, 0.3, np.nan],
+            "BUREAU_COUNT": [1.0, np.nan, 2.0],
+            "AMT_CREDIT": [1.0, 2.0, np.nan],
+            "OCCUPATION_TYPE": ["Drivers", None, "Managers"],
+        }
+    )
+    out = impute_missing_values(frame, CONTRACT, processing_params)
+    table = out["table"]
+    assert not table.isna().any().any()
+    assert table.loc[1, "BUREAU_COUNT"] == 0.0 and table.loc[1, "OCCUPATION_TYPE"] == "Unknown"
+    assert table.loc[2, "AMT_CREDIT"] == 1.5
+    assert out["groups"]["external_scores"] == ["EXT_SOURCE_2", "EXT_SOURCE_3"]
+    assert table["TARGET"].tolist() == [0, 1, 0]
+
+
+def test_impute_missing_values_refuses_unclaimed_columns():
+    frame = pd.DataFrame({"client_id": ["a", "b"], "TARGET": [0, 1], "X": [1.0, np.nan]})
+    params = {
+        "imputation": [{"name": "cats", "select": "categorical", "strategy": "most_frequent"}]
+    }
+    with pytest.raises(ContractError, match=r"\['X'\].*select: numeric"):
+        impute_missing_values(frame, CONTRACT, params)
