@@ -34,7 +34,7 @@ data-drift: bootstrap ## Write a drifted population to data/01_raw/drifted/ (for
 run: bootstrap data ## Set up and run the whole Kedro pipeline on the embedded defaults
 	$(RUN) kedro run
 
-test: bootstrap ## Set up and run the whole test suite
+test: bootstrap lint ## Set up, lint, and run the whole test suite
 	$(RUN) pytest
 
 test-fast: bootstrap ## Unit tests only (no kedro/dvc subprocesses)

@@ -42,7 +42,7 @@ def processing_params(parameters: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def raw_tables() -> dict[str, pd.DataFrame]:
     """Small synthetic tables (read-only: tests copy before changing them)."""
-    return generate(SyntheticParams(n_applications=800, seed=3))
+    return generate(SyntheticParams(n_applications=800, seed=3, invalid_fraction=0.01))
 
 
 @pytest.fixture
@@ -54,6 +54,7 @@ def project_copy(tmp_path: Path) -> Path:
             shutil.copytree(src, tmp_path / name, ignore=shutil.ignore_patterns("credentials.yml"))
         else:
             shutil.copy(src, tmp_path / name)
+    (tmp_path / "src").mkdir()  # the code itself is the installed (editable) package
     for layer in (
         "01_raw",
         "02_intermediate",

@@ -105,7 +105,7 @@ def test_contract_typo_names_the_key_and_the_file():
     ],
 )
 def test_inconsistent_column_rules_are_refused(column):
-    with pytest.raises(ContractError, match="data_contract.columns.X"):
+    with pytest.raises(ContractError, match=r"data_contract\.columns\.X"):
         load_contract({**CONTRACT, "columns": {"X": column}})
 
 

@@ -63,7 +63,7 @@ def test_groups_apply_first_match_with_their_own_strategy():
 
 def test_numeric_strategy_on_text_column_is_refused_with_the_group_named():
     groups = load_groups([{"name": "oops", "columns": ["CAT"], "strategy": "median"}])
-    with pytest.raises(ContractError, match="'oops'.*'CAT'"):
+    with pytest.raises(ContractError, match=r"'oops'.*'CAT'"):
         assign_columns(FRAME, groups, exclude=[])
 
 

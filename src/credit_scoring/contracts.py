@@ -175,7 +175,7 @@ class ValidationOutcome:
         by_rule: dict[str, int] = {}
         if not self.failures.empty:
             counts = self.failures.groupby(["column", "check"]).size()
-            by_rule = {f"{col}: {check}": int(n) for (col, check), n in counts.items()}
+            by_rule = {f"{key[0]}: {key[1]}": int(n) for key, n in counts.items()}  # type: ignore[index]
         return {
             "rows_in": len(self.valid) + len(self.invalid),
             "rows_valid": len(self.valid),

@@ -155,9 +155,11 @@ def apply_outlier_bounds(df: pd.DataFrame, bounds: dict[str, dict[str, Any]]) ->
         if bound.get("action", "clip") == "clip":
             out[column] = values.clip(lower, upper)
         else:
-            outside = (values < lower if lower is not None else False) | (
-                values > upper if upper is not None else False
-            )
+            outside = pd.Series(False, index=values.index)
+            if lower is not None:
+                outside |= values < lower
+            if upper is not None:
+                outside |= values > upper
             out[column] = values.mask(outside)
     return out
 

@@ -314,8 +314,8 @@ def _latent_logit(apps: pd.DataFrame, signals: pd.DataFrame) -> np.ndarray:
     employed = apps["DAYS_EMPLOYED"].to_numpy()
     years_employed = np.where(employed == DAYS_EMPLOYED_SENTINEL, 0.0, -employed / 365.25)
     logit += w["years_employed"] * np.minimum(years_employed, 30)
-    logit += (
-        w["log_credit_income"] * np.log(apps["AMT_CREDIT"] / apps["AMT_INCOME_TOTAL"]).to_numpy()
+    logit += w["log_credit_income"] * np.log(
+        (apps["AMT_CREDIT"] / apps["AMT_INCOME_TOTAL"]).to_numpy()
     )
     logit += (
         w["annuity_income"]
@@ -369,7 +369,7 @@ def _add_mess(
             ("NAME_CONTRACT_TYPE", "Payday loans"),
             ("EXT_SOURCE_2", 1.7),
         ][kind]
-        apps.iat[row, apps.columns.get_loc(column)] = value
+        apps.loc[apps.index[row], column] = value
     dup = apps.sample(frac=params.duplicate_fraction, random_state=params.seed)
     return (
         pd.concat([apps, dup]).sample(frac=1.0, random_state=params.seed + 1).reset_index(drop=True)

@@ -64,7 +64,7 @@ class ProcessingParams(BaseModel):
     outliers: dict[str, OutlierRule] = Field(default_factory=dict)
     domain_features: dict[str, Any] = Field(default_factory=dict)
     secondary_aggregations: dict[str, Any] = Field(default_factory=dict)
-    irrelevant_columns: IrrelevantColumns = Field(default_factory=IrrelevantColumns)
+    irrelevant_columns: IrrelevantColumns = Field(default_factory=lambda: IrrelevantColumns())
     imputation: list[dict[str, Any]] = Field(default_factory=list)
 
     def feature_spec(self) -> FeatureSpec:

@@ -1,0 +1,86 @@
+"""Ingestion + processing run end to end on an in-memory catalog (no files, no session)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+
+from credit_scoring.contracts import load_contract
+from credit_scoring.pipelines import data_ingestion, data_processing
+from tests.conftest import TEST_KEY
+
+
+class KeptDataset(MemoryDataset):
+    """A MemoryDataset the runner cannot release, so tests can read intermediate outputs."""
+
+    def _release(self) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def run_outputs(raw_tables, parameters) -> dict[str, Any]:
+    contract = load_contract(parameters["data_contract"])
+    pipeline = data_ingestion.create_pipeline(contract) + data_processing.create_pipeline(contract)
+    inputs = {
+        "applications_raw": raw_tables["application_train"],
+        "bureau_raw": raw_tables["bureau"],
+        "pseudonymisation_key": TEST_KEY,
+        "params:data_contract": parameters["data_contract"],
+        "params:data_ingestion": parameters["data_ingestion"],
+        "params:data_processing": parameters["data_processing"],
+    }
+    catalog = DataCatalog({name: MemoryDataset(value) for name, value in inputs.items()})
+    for name in pipeline.all_outputs():
+        catalog[name] = KeptDataset()
+    SequentialRunner().run(pipeline, catalog)
+    return {name: catalog.load(name) for name in pipeline.all_outputs()}
+
+
+def test_model_input_table_is_complete_and_pseudonymised(run_outputs, raw_tables):
+    table = run_outputs["model_input_table"]
+    raw = raw_tables["application_train"]
+    assert not table.drop(columns=["client_id"]).isna().any().any()
+    assert table["client_id"].is_unique
+    assert not set(raw["SK_ID_CURR"].astype(str)) & set(table["client_id"])
+    # every valid application is there once
+    assert len(table) == len(run_outputs["applications_validated"].drop_duplicates())
+    assert len(table) < raw["SK_ID_CURR"].nunique()
+
+
+def test_features_and_cleaning_are_applied(run_outputs):
+    table = run_outputs["model_input_table"]
+    for column in (
+        "CREDIT_INCOME_RATIO",
+        "DAYS_EMPLOYED_ANOMALY",
+        "BUREAU_COUNT",
+        "BUREAU_IS_ACTIVE_SUM",
+    ):
+        assert column in table.columns
+    assert "OBS_60_CNT_SOCIAL_CIRCLE" not in table.columns  # duplicate column
+    assert "APPLICATION_REF" not in table.columns  # ID-like
+    assert "FLAG_MOBIL" not in table.columns  # constant
+    assert (table["DAYS_EMPLOYED"] <= 0).all()  # sentinel gone
+    upper = run_outputs["outlier_bounds"]["AMT_INCOME_TOTAL"]["upper"]
+    assert table["AMT_INCOME_TOTAL"].max() <= upper
+
+
+def test_reports_account_for_every_row(run_outputs, raw_tables):
+    ingestion = run_outputs["applications_validation_report"]
+    assert ingestion["rows_in"] == len(raw_tables["application_train"])
+    assert ingestion["rows_in"] == ingestion["rows_valid"] + ingestion["rows_invalid"]
+    assert ingestion["rows_invalid"] == len(run_outputs["applications_quarantine"]) > 0
+    processing = run_outputs["processing_report"]
+    assert processing["rows_out"] == len(run_outputs["model_input_table"])
+    assert processing["duplicate_rows_removed"] > 0
+    assert processing["duplicate_columns_dropped"] == {
+        "OBS_60_CNT_SOCIAL_CIRCLE": "OBS_30_CNT_SOCIAL_CIRCLE"
+    }
+
+
+def test_primary_table_keeps_missing_values_for_the_model_pipeline(run_outputs):
+    primary = run_outputs["applications_primary"]
+    assert primary["EXT_SOURCE_1"].isna().any()
+    assert list(primary.columns) == list(run_outputs["model_input_table"].columns)
