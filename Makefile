@@ -10,7 +10,7 @@ RAW := data/01_raw/application_train.csv
 export DO_NOT_TRACK := 1
 export KEDRO_DISABLE_TELEMETRY := 1
 
-.PHONY: help bootstrap data data-home-credit data-drift run test test-fast lint format viz repro dvc-push ui clean
+.PHONY: help bootstrap data data-home-credit data-drift run test test-fast lint format viz repro dvc-push clean bench-processing
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -61,3 +61,6 @@ dvc-push: bootstrap ## Push DVC-tracked data to the default remote
 clean: ## Remove generated data (keeps the folder layout) and caches
 	find data -type f ! -name .gitkeep -delete
 	rm -rf .pytest_cache .ruff_cache .mypy_cache logs
+
+bench-processing: bootstrap ## Time ingestion + processing at Home Credit size (bench/results/)
+	$(RUN) python bench/processing_home_credit.py

@@ -14,6 +14,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 logger = logging.getLogger(__name__)
@@ -66,8 +67,14 @@ def pseudonymise_value(value: Any, key: str) -> str:
 
 def pseudonymise_series(ids: pd.Series, key: str) -> pd.Series:
     """Pseudonymise a column of ids; missing ids stay missing (the contract rejects them)."""
-    normalised = ids.map(_normalise_id)
-    return normalised.map(lambda v: None if v is None else pseudonymise_value(v, key))
+    # One HMAC per distinct id: a secondary table repeats each client many times.
+    codes, uniques = pd.factorize(ids, use_na_sentinel=True)
+    pseudonyms = np.array(
+        [None if (v := _normalise_id(u)) is None else pseudonymise_value(v, key) for u in uniques]
+        + [None],  # position -1: missing id
+        dtype=object,
+    )
+    return pd.Series(pseudonyms[codes], index=ids.index, dtype=object)
 
 
 def _normalise_id(value: Any) -> str | None:

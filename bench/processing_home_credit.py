@@ -1,0 +1,114 @@
+"""Wall time and peak memory of ingestion + processing at Home Credit size.
+
+Generates the synthetic tables at 307,511 applications (~1.7M bureau rows) in a throw-away
+copy of the project, then measures, in one run on the same data:
+  1. `kedro run --pipeline data_ingestion` and `--pipeline data_processing` (what users run:
+     start-up, config, Parquet I/O, hooks), each in its own process;
+  2. the peer: the same two pipelines' nodes run in-process on an in-memory catalog
+     (no start-up, no files), i.e. the cost of the data work alone.
+Writes bench/results/processing_home_credit.json.
+
+    uv run python bench/processing_home_credit.py [--n-applications 307511]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+
+from credit_scoring.contracts import load_contract
+from credit_scoring.pipelines import data_ingestion, data_processing
+from credit_scoring.privacy import DEVELOPMENT_KEY
+from credit_scoring.project_config import PROJECT_ROOT, project_parameters
+from credit_scoring.synthetic import HOME_CREDIT_SIZE, SyntheticParams, generate, write
+
+RESULTS = PROJECT_ROOT / "bench" / "results" / "processing_home_credit.json"
+
+
+def _project_copy(root: Path) -> Path:
+    shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("credentials.yml"))
+    for name in ("pyproject.toml", ".telemetry"):
+        shutil.copy(PROJECT_ROOT / name, root / name)
+    (root / "src").mkdir()
+    return root
+
+
+def _kedro_run(project: Path, pipeline: str) -> dict[str, float]:
+    env = {**os.environ, "DO_NOT_TRACK": "1", "KEDRO_DISABLE_TELEMETRY": "1"}
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "kedro", "run", "--pipeline", pipeline],
+        cwd=project, env=env, check=True, capture_output=True,
+    )
+    wall = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"wall_s": round(wall, 2), "peak_rss_mb_children_so_far": round(peak_mb)}
+
+
+def _in_memory(raw: Path) -> dict[str, float]:
+    params = project_parameters(env="base")
+    contract = load_contract(params["data_contract"])
+    pipeline = data_ingestion.create_pipeline(contract) + data_processing.create_pipeline(contract)
+    start = time.perf_counter()
+    inputs = {
+        "applications_raw": pd.read_csv(raw / "application_train.csv"),
+        "bureau_raw": pd.read_csv(raw / "bureau.csv"),
+        "pseudonymisation_key": DEVELOPMENT_KEY,
+        **{f"params:{k}": params[k] for k in ("data_contract", "data_ingestion", "data_processing")},
+    }
+    read = time.perf_counter() - start
+    catalog = DataCatalog({k: MemoryDataset(v) for k, v in inputs.items()})
+    SequentialRunner().run(pipeline, catalog)
+    return {
+        "wall_s": round(time.perf_counter() - start, 2),
+        "csv_read_s": round(read, 2),
+        "peak_rss_mb_self": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n-applications", type=int, default=HOME_CREDIT_SIZE)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        project = _project_copy(Path(tmp))
+        raw = project / "data" / "01_raw"
+        start = time.perf_counter()
+        tables = generate(SyntheticParams(n_applications=args.n_applications))
+        write(tables, raw)
+        generation = time.perf_counter() - start
+        rows = {name: len(frame) for name, frame in tables.items()}
+        del tables
+        ingestion = _kedro_run(project, "data_ingestion")
+        processing = _kedro_run(project, "data_processing")
+        in_memory = _in_memory(raw)
+    kedro_total = ingestion["wall_s"] + processing["wall_s"]
+    result = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "rows": rows,
+        "generate_s": round(generation, 2),
+        "kedro_run_data_ingestion": ingestion,
+        "kedro_run_data_processing": processing,
+        "peer_in_memory_nodes": in_memory,
+        "kedro_total_over_in_memory": round(kedro_total / in_memory["wall_s"], 2),
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
