@@ -39,7 +39,9 @@ RESULTS = PROJECT_ROOT / "bench" / "results" / "processing_home_credit.json"
 
 
 def _project_copy(root: Path) -> Path:
-    shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("credentials.yml"))
+    shutil.copytree(
+        PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("credentials.yml")
+    )
     for name in ("pyproject.toml", ".telemetry"):
         shutil.copy(PROJECT_ROOT / name, root / name)
     (root / "src").mkdir()
@@ -51,7 +53,10 @@ def _kedro_run(project: Path, pipeline: str) -> dict[str, float]:
     start = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "kedro", "run", "--pipeline", pipeline],
-        cwd=project, env=env, check=True, capture_output=True,
+        cwd=project,
+        env=env,
+        check=True,
+        capture_output=True,
     )
     wall = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
@@ -67,7 +72,9 @@ def _in_memory(raw: Path) -> dict[str, float]:
         "applications_raw": pd.read_csv(raw / "application_train.csv"),
         "bureau_raw": pd.read_csv(raw / "bureau.csv"),
         "pseudonymisation_key": DEVELOPMENT_KEY,
-        **{f"params:{k}": params[k] for k in ("data_contract", "data_ingestion", "data_processing")},
+        **{
+            f"params:{k}": params[k] for k in ("data_contract", "data_ingestion", "data_processing")
+        },
     }
     read = time.perf_counter() - start
     catalog = DataCatalog({k: MemoryDataset(v) for k, v in inputs.items()})
