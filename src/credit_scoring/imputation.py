@@ -101,7 +101,7 @@ def build_imputer(
     return imputer.set_output(transform="pandas")
 
 
-def _nan_for_missing(frame: pd.DataFrame) -> pd.DataFrame:
+def nan_for_missing(frame: pd.DataFrame) -> pd.DataFrame:
     # scikit-learn's imputers look for NaN; text columns read from Parquet hold None.
     out = frame.copy()
     for column in out.columns:
@@ -114,14 +114,14 @@ def fit_imputer(
     frame: pd.DataFrame, groups: list[ImputationGroup], exclude: list[str]
 ) -> ColumnTransformer:
     """Build the imputer for ``frame``'s columns and fit it on ``frame``."""
-    return build_imputer(frame, groups, exclude).fit(_nan_for_missing(frame))
+    return build_imputer(frame, groups, exclude).fit(nan_for_missing(frame))
 
 
 def apply_imputer(
     imputer: ColumnTransformer, frame: pd.DataFrame, exclude: list[str]
 ) -> pd.DataFrame:
     """Transform and restore the original column order; imputed numbers are float64."""
-    out = imputer.transform(_nan_for_missing(frame))[list(frame.columns)]
+    out = imputer.transform(nan_for_missing(frame))[list(frame.columns)]
     for column in frame.columns:
         if column not in exclude and pd.api.types.is_numeric_dtype(frame[column]):
             out[column] = pd.to_numeric(out[column]).astype("float64")

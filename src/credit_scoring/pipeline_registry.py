@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kedro.pipeline import Pipeline
 
-from credit_scoring.pipelines import data_ingestion, data_processing
+from credit_scoring.pipelines import data_ingestion, data_processing, data_science
 from credit_scoring.project_config import project_contract
 
 
@@ -13,6 +13,7 @@ def register_pipelines() -> dict[str, Pipeline]:
     pipelines = {
         "data_ingestion": data_ingestion.create_pipeline(contract),
         "data_processing": data_processing.create_pipeline(contract),
+        "data_science": data_science.create_pipeline(),
     }
     pipelines["__default__"] = sum(pipelines.values(), Pipeline([]))
     return pipelines

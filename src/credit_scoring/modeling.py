@@ -1,0 +1,393 @@
+"""Candidate models, the business cost, the decision threshold and hyperparameter search.
+
+Everything a model needs to score a row travels with it in ``TrainedModel``: the input
+feature list, the category codes (LightGBM), the estimator and the decision threshold, so
+the API never has to guess.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import lightgbm as lgb
+import numpy as np
+import optuna
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from sklearn.compose import ColumnTransformer
+from sklearn.dummy import DummyClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from credit_scoring.contracts import config_error
+from credit_scoring.imputation import ImputationGroup, build_imputer, nan_for_missing
+
+logger = logging.getLogger(__name__)
+
+PARAMS_FILE = "conf/base/parameters_data_science.yml"
+ModelKind = Literal["dummy", "logistic_regression", "lightgbm"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Distribution(_Strict):
+    """One hyperparameter's range: float (optionally log-scale) or int."""
+
+    low: float
+    high: float
+    log: bool = False
+    int: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> Distribution:
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log-scale range needs low > 0")
+        return self
+
+
+class Search(_Strict):
+    n_trials: int = Field(10, ge=1)
+    timeout_s: float = Field(120.0, gt=0)
+    space: dict[str, Distribution] = Field(default_factory=dict)
+
+
+class Candidate(_Strict):
+    kind: ModelKind
+    fixed: dict[str, Any] = Field(default_factory=dict)
+    search: Search | None = None
+    class_weight: Literal["balanced", "none"] = "balanced"
+
+
+class CostParams(_Strict):
+    false_negative: float = Field(10.0, ge=0)
+    false_positive: float = Field(1.0, ge=0)
+
+
+class SplitParams(_Strict):
+    test_size: float = Field(0.2, gt=0, lt=0.5)
+    validation_size: float = Field(0.2, gt=0, lt=0.5)
+
+
+class LeakageParams(_Strict):
+    max_single_feature_auc: float = Field(0.85, gt=0.5, le=1.0)
+    action: Literal["fail", "warn"] = "fail"
+
+
+class CoefficientPath(_Strict):
+    low: float = Field(1e-4, gt=0)
+    high: float = Field(10.0, gt=0)
+    steps: int = Field(12, ge=2)
+    top_features: int = Field(12, ge=1)
+
+
+class ExplanationParams(_Strict):
+    sample_size: int = Field(1000, ge=10)
+    examples: int = Field(3, ge=1)
+    permutation_repeats: int = Field(3, ge=1)
+    coefficient_path: CoefficientPath = Field(default_factory=lambda: CoefficientPath())
+
+
+class RegistryParams(_Strict):
+    model_name: str = "credit_scoring"
+    auc_tolerance: float = Field(0.005, ge=0)
+
+
+class DataScienceParams(_Strict):
+    """``data_science`` in ``parameters_data_science.yml``: every key is checked."""
+
+    split: SplitParams = Field(default_factory=lambda: SplitParams())
+    random_state: int = 42
+    leakage: LeakageParams = Field(default_factory=lambda: LeakageParams())
+    cost: CostParams = Field(default_factory=lambda: CostParams())
+    fbeta_beta: float = Field(3.0, gt=0)
+    cv_folds: int = Field(3, ge=2)
+    candidates: dict[str, Candidate]
+    explanations: ExplanationParams = Field(default_factory=lambda: ExplanationParams())
+    registry: RegistryParams = Field(default_factory=lambda: RegistryParams())
+
+    @model_validator(mode="after")
+    def _needs_dummy(self) -> DataScienceParams:
+        if not any(c.kind == "dummy" for c in self.candidates.values()):
+            raise ValueError(
+                "candidates need a 'dummy' baseline (kind: dummy): the gate compares to it"
+            )
+        return self
+
+
+def load_params(raw: dict[str, Any]) -> DataScienceParams:
+    try:
+        return DataScienceParams.model_validate(raw)
+    except ValidationError as exc:
+        raise config_error(exc, "data_science", PARAMS_FILE) from None
+
+
+# --- business cost -----------------------------------------------------------------------
+
+
+def business_cost(y_true: np.ndarray, refuse: np.ndarray, cost: CostParams) -> float:
+    """c_FN · (defaults accepted) + c_FP · (good clients refused)."""
+    y = np.asarray(y_true).astype(bool)
+    refused = np.asarray(refuse).astype(bool)
+    false_negatives = np.sum(y & ~refused)
+    false_positives = np.sum(~y & refused)
+    return float(cost.false_negative * false_negatives + cost.false_positive * false_positives)
+
+
+def best_threshold(y_true: np.ndarray, scores: np.ndarray, cost: CostParams) -> tuple[float, float]:
+    """The threshold (refuse when score >= t) with the lowest cost, and that cost.
+
+    Every distinct score is a candidate, plus +inf (accept everyone): exact, O(n log n).
+    """
+    y = np.asarray(y_true).astype(bool)
+    s = np.asarray(scores, dtype=float)
+    order = np.argsort(-s, kind="mergesort")
+    s_sorted, y_sorted = s[order], y[order]
+    # refusing the k highest scores: FN = positives not refused, FP = negatives refused
+    refused_pos = np.concatenate([[0], np.cumsum(y_sorted)])
+    refused_neg = np.concatenate([[0], np.cumsum(~y_sorted)])
+    costs = cost.false_negative * (y.sum() - refused_pos) + cost.false_positive * refused_neg
+    # only cut between distinct scores
+    valid = np.concatenate([[True], np.r_[s_sorted[1:] != s_sorted[:-1], True]])
+    costs = np.where(valid, costs, np.inf)
+    k = int(np.argmin(costs))
+    threshold = float("inf") if k == 0 else float(s_sorted[k - 1])
+    return threshold, float(costs[k])
+
+
+# --- models -------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainedModel:
+    """A fitted candidate with all it needs to score raw model-input rows."""
+
+    name: str
+    kind: ModelKind
+    estimator: Any
+    features: list[str]
+    categories: dict[str, list[str]] = field(default_factory=dict)
+    threshold: float = 0.5
+    params: dict[str, Any] = field(default_factory=dict)
+    cv_auc: float = float("nan")
+    fit_seconds: float = 0.0
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        features = frame[self.features]
+        if self.kind == "lightgbm":
+            features = encode_categories(features, self.categories)
+        else:
+            features = nan_for_missing(features)
+        return np.asarray(self.estimator.predict_proba(features))[:, 1]
+
+    def decide(self, scores: np.ndarray) -> np.ndarray:
+        """True = refuse."""
+        return np.asarray(scores) >= self.threshold
+
+
+def category_codes(
+    frame: pd.DataFrame, declared: dict[str, list[Any]] | None = None
+) -> dict[str, list[str]]:
+    """Categories per text column: the contract's allowed list, else those seen in training."""
+    declared = declared or {}
+    codes = {}
+    for column in frame.columns:
+        if not pd.api.types.is_numeric_dtype(frame[column]):
+            seen = sorted(frame[column].dropna().astype(str).unique())
+            codes[column] = [str(v) for v in declared.get(column, seen)]
+    return codes
+
+
+def encode_categories(frame: pd.DataFrame, categories: dict[str, list[str]]) -> pd.DataFrame:
+    """Text columns to fixed integer codes (unknown or missing -> NaN), as LightGBM reads them."""
+    out = frame.copy()
+    for column, values in categories.items():
+        mapping = {value: float(i) for i, value in enumerate(values)}
+        out[column] = out[column].map(mapping).astype("float64")
+    return out
+
+
+def _logistic_pipeline(
+    frame: pd.DataFrame, groups: list[ImputationGroup], candidate: Candidate, params: dict[str, Any]
+) -> Pipeline:
+    categorical = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    numeric = [c for c in frame.columns if c not in categorical]
+    encode = ColumnTransformer(
+        [
+            ("numeric", StandardScaler(), numeric),
+            ("categorical", OneHotEncoder(handle_unknown="ignore", min_frequency=20), categorical),
+        ]
+    )
+    weight = "balanced" if candidate.class_weight == "balanced" else None
+    model = LogisticRegression(max_iter=2000, class_weight=weight, **{**candidate.fixed, **params})
+    return Pipeline(
+        [("impute", build_imputer(frame, groups, exclude=[])), ("encode", encode), ("model", model)]
+    )
+
+
+def build_estimator(
+    candidate: Candidate,
+    frame: pd.DataFrame,
+    y: np.ndarray,
+    groups: list[ImputationGroup],
+    params: dict[str, Any],
+    random_state: int,
+) -> Any:
+    """An unfitted estimator for ``frame``'s columns, with the given hyperparameters."""
+    if candidate.kind == "dummy":
+        return DummyClassifier(strategy="prior")
+    if candidate.kind == "logistic_regression":
+        return _logistic_pipeline(frame, groups, candidate, params)
+    scale = (
+        float((y == 0).sum() / max((y == 1).sum(), 1))
+        if candidate.class_weight == "balanced"
+        else 1.0
+    )
+    settings = {"random_state": random_state, "verbose": -1, "scale_pos_weight": scale}
+    return lgb.LGBMClassifier(**{**settings, **candidate.fixed, **params})
+
+
+def _fit(
+    estimator: Any,
+    kind: ModelKind,
+    x: pd.DataFrame,
+    y: np.ndarray,
+    categories: dict[str, list[str]],
+) -> Any:
+    if kind == "lightgbm":
+        encoded = encode_categories(x, categories)
+        return estimator.fit(encoded, y, categorical_feature=list(categories) or "auto")
+    return estimator.fit(x, y)
+
+
+def _predict(
+    estimator: Any, kind: ModelKind, x: pd.DataFrame, categories: dict[str, list[str]]
+) -> np.ndarray:
+    if kind == "lightgbm":
+        x = encode_categories(x, categories)
+    return np.asarray(estimator.predict_proba(x))[:, 1]
+
+
+def out_of_fold_scores(
+    candidate: Candidate,
+    x: pd.DataFrame,
+    y: np.ndarray,
+    groups: list[ImputationGroup],
+    categories: dict[str, list[str]],
+    params: dict[str, Any],
+    folds: int,
+    random_state: int,
+) -> np.ndarray:
+    """Scores of every training row by a model that did not see it (stratified K-fold)."""
+    scores = np.zeros(len(y))
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
+    for fit_idx, held_idx in splitter.split(x, y):
+        x_fit = x.iloc[fit_idx]
+        estimator = build_estimator(candidate, x_fit, y[fit_idx], groups, params, random_state)
+        _fit(estimator, candidate.kind, x_fit, y[fit_idx], categories)
+        scores[held_idx] = _predict(estimator, candidate.kind, x.iloc[held_idx], categories)
+    return scores
+
+
+def suggest(trial: optuna.Trial, space: dict[str, Distribution]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for name, dist in space.items():
+        if dist.int:
+            params[name] = trial.suggest_int(name, int(dist.low), int(dist.high), log=dist.log)
+        else:
+            params[name] = trial.suggest_float(name, dist.low, dist.high, log=dist.log)
+    return params
+
+
+def tune(
+    name: str,
+    candidate: Candidate,
+    x: pd.DataFrame,
+    y: np.ndarray,
+    groups: list[ImputationGroup],
+    categories: dict[str, list[str]],
+    folds: int,
+    random_state: int,
+) -> tuple[dict[str, Any], float]:
+    """Optuna search of the candidate's space on stratified K-fold AUC; best params and AUC."""
+    if candidate.search is None or not candidate.search.space:
+        scores = out_of_fold_scores(candidate, x, y, groups, categories, {}, folds, random_state)
+        return {}, float(roc_auc_score(y, scores))
+    search = candidate.search
+
+    def objective(trial: optuna.Trial) -> float:
+        params = suggest(trial, search.space)
+        scores = out_of_fold_scores(
+            candidate, x, y, groups, categories, params, folds, random_state
+        )
+        return float(roc_auc_score(y, scores))
+
+    def progress(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        logger.info(
+            "%s: trial %d/%d, CV AUC %.4f (best %.4f)",
+            name,
+            trial.number + 1,
+            search.n_trials,
+            trial.value or float("nan"),
+            study.best_value,
+        )
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        direction="maximize", sampler=optuna.samplers.TPESampler(seed=random_state)
+    )
+    study.optimize(
+        objective, n_trials=search.n_trials, timeout=search.timeout_s, callbacks=[progress]
+    )
+    return dict(study.best_params), float(study.best_value)
+
+
+def fit_candidate(
+    name: str,
+    candidate: Candidate,
+    x: pd.DataFrame,
+    y: np.ndarray,
+    groups: list[ImputationGroup],
+    categories: dict[str, list[str]],
+    settings: DataScienceParams,
+) -> tuple[TrainedModel, np.ndarray]:
+    """Tune, get out-of-fold scores, choose the threshold on them, refit on all training rows."""
+    start = time.perf_counter()
+    best, cv_auc = tune(
+        name, candidate, x, y, groups, categories, settings.cv_folds, settings.random_state
+    )
+    oof = out_of_fold_scores(
+        candidate, x, y, groups, categories, best, settings.cv_folds, settings.random_state
+    )
+    threshold, _ = best_threshold(y, oof, settings.cost)
+    estimator = build_estimator(candidate, x, y, groups, best, settings.random_state)
+    fit_start = time.perf_counter()
+    _fit(estimator, candidate.kind, x, y, categories)
+    model = TrainedModel(
+        name=name,
+        kind=candidate.kind,
+        estimator=estimator,
+        features=list(x.columns),
+        categories=categories if candidate.kind == "lightgbm" else {},
+        threshold=threshold,
+        params=best,
+        cv_auc=cv_auc,
+        fit_seconds=time.perf_counter() - fit_start,
+    )
+    logger.info(
+        "%s: CV AUC %.4f, threshold %.4f, tuned+fitted in %.1f s",
+        name,
+        cv_auc,
+        threshold,
+        time.perf_counter() - start,
+    )
+    return model, oof

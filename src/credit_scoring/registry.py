@@ -1,0 +1,228 @@
+"""The MLflow model registry: log, register, and the gate that guards the champion alias.
+
+A new version always gets the alias ``challenger``. It takes ``champion`` only if it beats
+the current champion on the same held-out rows (lower business cost, AUC not worse by more
+than a tolerance) and beats the dummy baseline. Moving the alias is the very last step of a
+run, so a failed or interrupted run never changes the champion.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import lightgbm as lgb
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+
+from credit_scoring.imputation import nan_for_missing
+from credit_scoring.modeling import CostParams, TrainedModel, encode_categories
+
+logger = logging.getLogger(__name__)
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+# Types a scikit-learn model of this project may hold, beyond those skops trusts by default.
+SKOPS_TRUSTED_TYPES = [
+    "sklearn.compose._column_transformer._RemainderColsList",
+    "sklearn.impute._iterative._ImputerTriplet",
+    "sklearn.linear_model._bayes.BayesianRidge",
+    "numpy.dtype",
+]
+
+
+@dataclass
+class GateDecision:
+    promote: bool
+    reasons: list[str]
+    challenger: dict[str, float]
+    champion: dict[str, float] | None
+    dummy: dict[str, float]
+    champion_version: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        verdict = "PROMOTED to champion" if self.promote else "NOT promoted (stays challenger)"
+        return f"{verdict}: " + "; ".join(self.reasons)
+
+
+def decide(
+    challenger: dict[str, float],
+    champion: dict[str, float] | None,
+    dummy: dict[str, float],
+    auc_tolerance: float,
+) -> GateDecision:
+    """Pure decision from metrics measured on the same held-out rows."""
+    reasons, ok = [], True
+    if challenger["business_cost"] < dummy["business_cost"]:
+        reasons.append(
+            f"cost {challenger['business_cost']:.0f} < dummy {dummy['business_cost']:.0f}"
+        )
+    else:
+        ok = False
+        reasons.append(
+            f"cost {challenger['business_cost']:.0f} does not beat dummy {dummy['business_cost']:.0f}"
+        )
+    if champion is None:
+        reasons.append("no champion yet")
+    else:
+        if challenger["business_cost"] < champion["business_cost"]:
+            reasons.append(
+                f"cost {challenger['business_cost']:.0f} < champion {champion['business_cost']:.0f}"
+            )
+        else:
+            ok = False
+            reasons.append(
+                f"cost {challenger['business_cost']:.0f} not below champion {champion['business_cost']:.0f}"
+            )
+        if challenger["auc"] >= champion["auc"] - auc_tolerance:
+            reasons.append(
+                f"AUC {challenger['auc']:.4f} within {auc_tolerance} of champion {champion['auc']:.4f}"
+            )
+        else:
+            ok = False
+            reasons.append(
+                f"AUC {challenger['auc']:.4f} worse than champion {champion['auc']:.4f} - {auc_tolerance}"
+            )
+    return GateDecision(
+        promote=ok, reasons=reasons, challenger=challenger, champion=champion, dummy=dummy
+    )
+
+
+def _metadata(model: TrainedModel) -> dict[str, Any]:
+    return {
+        "candidate": model.name,
+        "kind": model.kind,
+        "threshold": model.threshold,
+        "features": model.features,
+        "categories": model.categories,
+        "params": json.loads(json.dumps(model.params, default=str)),
+    }
+
+
+def log_model(model: TrainedModel, example: pd.DataFrame, registered_name: str) -> Any:
+    """Log the model in the active run and register it; returns the ModelInfo.
+
+    LightGBM goes in its native text format (no pickled code); scikit-learn models in skops
+    format with an explicit list of trusted types.
+    """
+    rows = example[model.features].head(20)
+    # Numbers as float64 in the signature: an integer column may be missing at scoring time.
+    rows = rows.astype(
+        {c: "float64" for c in rows.columns if pd.api.types.is_numeric_dtype(rows[c])}
+    )
+    scores = model.predict_proba(rows)
+    if model.kind == "lightgbm":
+        encoded = encode_categories(rows, model.categories)
+        return mlflow.lightgbm.log_model(
+            model.estimator.booster_,
+            name="model",
+            registered_model_name=registered_name,
+            signature=infer_signature(encoded, scores),
+            input_example=encoded.head(3),
+            metadata=_metadata(model),
+        )
+    clean = nan_for_missing(rows)
+    return mlflow.sklearn.log_model(
+        model.estimator,
+        name="model",
+        registered_model_name=registered_name,
+        serialization_format="skops",
+        skops_trusted_types=SKOPS_TRUSTED_TYPES,
+        signature=infer_signature(clean, scores),
+        input_example=clean.head(3),
+        metadata=_metadata(model),
+        pyfunc_predict_fn="predict_proba",
+    )
+
+
+class _BoosterAsClassifier:
+    """A native LightGBM Booster with the predict_proba of the scikit-learn API."""
+
+    def __init__(self, booster: lgb.Booster) -> None:
+        self.booster_ = booster
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        positive = self.booster_.predict(frame)
+        return np.column_stack([1 - positive, positive])
+
+
+def load_model(model_uri: str) -> TrainedModel:
+    """Rebuild a ``TrainedModel`` (estimator, features, categories, threshold) from MLflow."""
+    info = mlflow.models.get_model_info(model_uri)
+    meta = info.metadata or {}
+    if meta.get("kind") == "lightgbm":
+        estimator: Any = _BoosterAsClassifier(mlflow.lightgbm.load_model(model_uri))
+    else:
+        estimator = mlflow.sklearn.load_model(model_uri)
+    return TrainedModel(
+        name=meta.get("candidate", "unknown"),
+        kind=meta.get("kind", "logistic_regression"),
+        estimator=estimator,
+        features=list(meta["features"]),
+        categories=dict(meta.get("categories") or {}),
+        threshold=float(meta["threshold"]),
+        params=dict(meta.get("params") or {}),
+    )
+
+
+def champion_version(client: MlflowClient, name: str) -> Any | None:
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+
+
+def score_champion(
+    client: MlflowClient,
+    name: str,
+    test: pd.DataFrame,
+    target: str,
+    cost: CostParams,
+    beta: float,
+) -> tuple[dict[str, float] | None, str | None, str | None]:
+    """The current champion's metrics on these test rows (None if there is no champion)."""
+    from credit_scoring.reporting import classification_metrics
+
+    current = champion_version(client, name)
+    if current is None:
+        return None, None, None
+    try:
+        champion = load_model(f"models:/{name}@{CHAMPION}")
+        scores = champion.predict_proba(test)
+    except (KeyError, ValueError, MlflowException) as exc:
+        return (
+            None,
+            str(current.version),
+            f"champion v{current.version} cannot score these rows: {exc}",
+        )
+    y = test[target].to_numpy()
+    metrics = classification_metrics(y, scores, champion.decide(scores), cost, beta)
+    return metrics, str(current.version), None
+
+
+def record_decision(client: MlflowClient, name: str, version: str, decision: GateDecision) -> None:
+    """Tags on the version, then (last of all) the aliases."""
+    client.set_model_version_tag(
+        name, version, "gate.decision", "promoted" if decision.promote else "rejected"
+    )
+    client.set_model_version_tag(name, version, "gate.reasons", "; ".join(decision.reasons)[:5000])
+    for key, value in decision.challenger.items():
+        client.set_model_version_tag(name, version, f"test.{key}", f"{value:.6g}")
+    client.set_registered_model_alias(name, CHALLENGER, version)
+    if decision.promote:
+        client.set_registered_model_alias(name, CHAMPION, version)
+        logger.info("%s v%s is the new champion", name, version)
+    else:
+        logger.info("%s v%s stays challenger: %s", name, version, decision.summary())
+
+
+def decision_report(decision: GateDecision, name: str, version: str) -> dict[str, Any]:
+    report = asdict(decision)
+    report.update({"model_name": name, "version": version, "summary": decision.summary()})
+    return report

@@ -1,0 +1,166 @@
+"""Evaluation metrics, figures and the model card."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no screen: render to files
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import (
+    ConfusionMatrixDisplay,
+    PrecisionRecallDisplay,
+    RocCurveDisplay,
+    confusion_matrix,
+    fbeta_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
+
+from credit_scoring.modeling import CostParams, business_cost
+
+
+def classification_metrics(
+    y: np.ndarray, scores: np.ndarray, refuse: np.ndarray, cost: CostParams, beta: float
+) -> dict[str, float]:
+    """AUC, business cost (total and per application) and the decision's quality."""
+    total = business_cost(y, refuse, cost)
+    return {
+        "auc": float(roc_auc_score(y, scores)) if len(set(y)) > 1 else float("nan"),
+        "business_cost": total,
+        "business_cost_per_application": total / max(len(y), 1),
+        "recall": float(recall_score(y, refuse, zero_division=0)),
+        "precision": float(precision_score(y, refuse, zero_division=0)),
+        "fbeta": float(fbeta_score(y, refuse, beta=beta, zero_division=0)),
+        "refusal_rate": float(np.mean(refuse)),
+    }
+
+
+def evaluation_figures(
+    y: np.ndarray, scores: np.ndarray, refuse: np.ndarray, threshold: float, name: str
+) -> dict[str, Figure]:
+    """ROC, precision-recall, confusion matrix, calibration and score distribution by class."""
+    figures: dict[str, Figure] = {}
+    fig, ax = plt.subplots(figsize=(5, 5))
+    RocCurveDisplay.from_predictions(y, scores, ax=ax, name=name, plot_chance_level=True)
+    figures["roc_curve"] = fig
+    fig, ax = plt.subplots(figsize=(5, 5))
+    PrecisionRecallDisplay.from_predictions(y, scores, ax=ax, name=name, plot_chance_level=True)
+    figures["precision_recall_curve"] = fig
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ConfusionMatrixDisplay(
+        confusion_matrix(y, refuse), display_labels=["repaid (accept)", "default (refuse)"]
+    ).plot(ax=ax, colorbar=False)
+    ax.set_title(f"Test set, threshold {threshold:.3f}")
+    figures["confusion_matrix"] = fig
+    fig, ax = plt.subplots(figsize=(5, 5))
+    observed, predicted = calibration_curve(y, scores, n_bins=10, strategy="quantile")
+    ax.plot(predicted, observed, marker="o", label=name)
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
+    ax.set(xlabel="mean score", ylabel="observed default rate", title="Calibration")
+    ax.legend()
+    figures["calibration_curve"] = fig
+    fig, ax = plt.subplots(figsize=(6, 4))
+    bins = np.linspace(0, 1, 41)
+    ax.hist(scores[y == 0], bins=bins, alpha=0.6, density=True, label="repaid")
+    ax.hist(scores[y == 1], bins=bins, alpha=0.6, density=True, label="defaulted")
+    ax.axvline(threshold, color="black", linestyle="--", label="threshold")
+    ax.set(xlabel="score", ylabel="density", title="Score distribution by class")
+    ax.legend()
+    figures["score_distribution"] = fig
+    for figure in figures.values():
+        figure.tight_layout()
+        plt.close(figure)  # leaves pyplot's registry; the figure can still be saved
+    return figures
+
+
+def stack_figures(figures: list[Figure], title: str) -> Figure:
+    """Several rendered figures, one under the other, as one figure (one artifact)."""
+    images = []
+    for figure in figures:
+        figure.canvas.draw()
+        images.append(np.asarray(figure.canvas.buffer_rgba()))
+        plt.close(figure)
+    height = sum(img.shape[0] for img in images) / 100
+    width = max(img.shape[1] for img in images) / 100
+    stacked, axes = plt.subplots(len(images), 1, figsize=(width, height))
+    for ax, img in zip(np.atleast_1d(axes), images, strict=True):
+        ax.imshow(img)
+        ax.axis("off")
+    stacked.suptitle(title)
+    stacked.tight_layout()
+    plt.close(stacked)
+    return stacked
+
+
+def _table(frame: pd.DataFrame) -> str:
+    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
+    rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
+    rows = [
+        "| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row) + " |"
+        for row in frame.itertuples(index=False)
+    ]
+    return "\n".join([header, rule, *rows])
+
+
+def model_card(facts: dict[str, Any]) -> str:
+    """A Markdown model card for one registered version."""
+    m = facts["test_metrics"]
+    oracle = facts.get("oracle_auc")
+    oracle_line = (
+        f"- Oracle AUC (true probabilities of the synthetic generator, same rows): {oracle:.4f}; "
+        f"model/oracle = {m['auc'] / oracle:.3f}\n"
+        if oracle
+        else ""
+    )
+    top = "\n".join(
+        f"{i + 1}. `{name}` ({value:.4f})" for i, (name, value) in enumerate(facts["top_features"])
+    )
+    return f"""# Model card — `{facts["model_name"]}` version {facts["version"]}
+
+## Model
+- Candidate: **{facts["candidate"]}** ({facts["kind"]}), hyperparameters: `{facts["params"]}`
+- MLflow run: `{facts["run_id"]}`; git commit `{facts.get("git_commit", "unknown")}`; data `{facts.get("data_hash", "unknown")}`
+- Decision: refuse when the score is at or above **{facts["threshold"]:.4f}** (chosen on out-of-fold
+  training predictions to minimise the business cost, never on the test set)
+- Class imbalance: class weights (`balanced` / `scale_pos_weight` = negatives/positives). Scores are
+  therefore a ranking, not calibrated probabilities (see the calibration curve).
+
+## Data
+- Training rows: {facts["rows"]["train"]}, validation: {facts["rows"]["validation"]}, test: {facts["rows"]["test"]}
+  (stratified, seed {facts["random_state"]}); default rate {facts["default_rate"]:.3%}
+- {len(facts["features"])} input features: {", ".join(f"`{f}`" for f in facts["features"])}
+- Client ids are HMAC pseudonyms; no raw identifier was used.
+
+## Metric and cost function
+- Business cost = {facts["cost"]["false_negative"]:g} × missed defaults (FN) + {facts["cost"]["false_positive"]:g} × refused good clients (FP)
+- Model selection: lowest business cost on the validation set, AUC reported beside it.
+
+## Performance on the held-out test set
+- AUC {m["auc"]:.4f}; business cost {m["business_cost"]:.0f} ({m["business_cost_per_application"]:.4f} per application);
+  recall {m["recall"]:.3f}, precision {m["precision"]:.3f}, F-beta {m["fbeta"]:.3f}, refusal rate {m["refusal_rate"]:.3f}
+- Dummy baseline on the same rows: AUC {facts["dummy_metrics"]["auc"]:.4f}, business cost {facts["dummy_metrics"]["business_cost"]:.0f}
+{oracle_line}
+### All candidates (validation set)
+{_table(facts["comparison"])}
+
+## Global explanation (mean |SHAP|, top features)
+{top}
+
+## Gate
+{facts["gate_summary"]}
+
+## Limits
+- Trained on {"synthetic data from a documented latent model" if oracle else "the data named above"}; performance on
+  another population is unknown until measured: watch the drift monitoring.
+- The threshold encodes a cost ratio of {facts["cost"]["false_negative"]:g}:{facts["cost"]["false_positive"]:g}; another ratio needs another threshold.
+- Not a decision on its own: an advisor reviews refusals; sensitive attributes (e.g. `CODE_GENDER`)
+  are in the inputs of the worked example and must be reviewed for fairness before real use.
+"""

@@ -1,0 +1,93 @@
+"""Fixtures for training tests: a small processed dataset and a throw-away MLflow store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pytest
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+
+from credit_scoring.contracts import load_contract
+from credit_scoring.pipelines import data_ingestion, data_processing
+from credit_scoring.synthetic import SyntheticParams, generate
+from tests.conftest import TEST_KEY
+
+
+class KeptDataset(MemoryDataset):
+    """A MemoryDataset the runner cannot release, so tests can read intermediate outputs."""
+
+    def _release(self) -> None:
+        pass
+
+
+def run_in_memory(pipeline: Any, inputs: dict[str, Any]) -> dict[str, Any]:
+    catalog = DataCatalog(
+        {name: MemoryDataset(value, copy_mode="assign") for name, value in inputs.items()}
+    )
+    for name in pipeline.all_outputs():
+        catalog[name] = KeptDataset(copy_mode="assign")
+    SequentialRunner().run(pipeline, catalog)
+    return {name: catalog.load(name) for name in pipeline.all_outputs()}
+
+
+@pytest.fixture(scope="session")
+def small_tables() -> dict[str, Any]:
+    return generate(SyntheticParams(n_applications=2500, seed=21))
+
+
+@pytest.fixture(scope="session")
+def primary(small_tables, parameters) -> Any:
+    contract = load_contract(parameters["data_contract"])
+    pipeline = data_ingestion.create_pipeline(contract) + data_processing.create_pipeline(contract)
+    outputs = run_in_memory(
+        pipeline,
+        {
+            "applications_raw": small_tables["application_train"],
+            "bureau_raw": small_tables["bureau"],
+            "pseudonymisation_key": TEST_KEY,
+            **{
+                f"params:{k}": parameters[k]
+                for k in ("data_contract", "data_ingestion", "data_processing")
+            },
+        },
+    )
+    return outputs["applications_primary"]
+
+
+@pytest.fixture
+def fast_params(parameters) -> dict[str, Any]:
+    """The project's data_science parameters with small searches (seconds, not minutes)."""
+    params = dict(parameters["data_science"])
+    candidates = {name: dict(c) for name, c in params["candidates"].items()}
+    candidates["logistic_regression"]["search"] = {
+        **candidates["logistic_regression"]["search"],
+        "n_trials": 2,
+    }
+    candidates["lightgbm"]["search"] = {**candidates["lightgbm"]["search"], "n_trials": 2}
+    candidates["lightgbm"]["fixed"] = {**candidates["lightgbm"]["fixed"], "n_estimators": 60}
+    params["candidates"] = candidates
+    params["explanations"] = {
+        **params["explanations"],
+        "sample_size": 200,
+        "permutation_repeats": 1,
+    }
+    return params
+
+
+@pytest.fixture
+def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh SQLite tracking + registry store in tmp_path, active for the test."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    experiment = mlflow.create_experiment(
+        "test", artifact_location=(tmp_path / "artifacts").as_uri()
+    )
+    mlflow.set_experiment(experiment_id=experiment)
+    yield uri
+    if mlflow.active_run():
+        mlflow.end_run()

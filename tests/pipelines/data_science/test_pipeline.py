@@ -1,0 +1,75 @@
+"""The data_science pipeline on a small dataset, with a throw-away MLflow store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from credit_scoring.pipelines import data_science
+from credit_scoring.registry import CHALLENGER, CHAMPION, load_model
+from tests.conftest import TEST_KEY
+from tests.pipelines.data_science.conftest import run_in_memory
+
+
+def _run(primary, small_tables, parameters, params) -> dict[str, Any]:
+    inputs = {
+        "applications_primary": primary,
+        "true_default_probability": small_tables["true_default_probability"],
+        "pseudonymisation_key": TEST_KEY,
+        "params:data_contract": parameters["data_contract"],
+        "params:data_processing": parameters["data_processing"],
+        "params:data_science": params,
+    }
+    with mlflow.start_run():
+        return run_in_memory(data_science.create_pipeline(), inputs)
+
+
+@pytest.fixture
+def first_run(mlflow_store, primary, small_tables, parameters, fast_params):
+    return _run(primary, small_tables, parameters, fast_params)
+
+
+def test_first_model_beats_dummy_and_becomes_champion(first_run, fast_params):
+    metrics, dummy = first_run["test_metrics"], first_run["dummy_test_metrics"]
+    assert metrics["auc"] > 0.7 and dummy["auc"] == pytest.approx(0.5)
+    assert metrics["business_cost"] < dummy["business_cost"]
+    gate = first_run["gate_report"]
+    assert gate["promote"] and "no champion yet" in gate["reasons"]
+    client = MlflowClient()
+    champion = client.get_model_version_by_alias("credit_scoring", CHAMPION)
+    assert (
+        champion.version == client.get_model_version_by_alias("credit_scoring", CHALLENGER).version
+    )
+    assert champion.tags["gate.decision"] == "promoted"
+
+
+def test_registered_model_reloads_with_threshold_and_features(first_run):
+    selected = first_run["selected_model"]
+    loaded = load_model("models:/credit_scoring@champion")
+    assert loaded.threshold == pytest.approx(selected.threshold)
+    assert loaded.features == selected.features
+    test = first_run["test_set"]
+    np.testing.assert_allclose(loaded.predict_proba(test), selected.predict_proba(test), atol=1e-9)
+
+
+def test_reports_and_explanations(first_run):
+    comparison = first_run["model_comparison"]
+    assert set(comparison["candidate"]) == {"dummy", "logistic_regression", "lightgbm"}
+    assert comparison["business_cost"].is_monotonic_increasing
+    assert {
+        "auc",
+        "recall",
+        "precision",
+        "fbeta",
+        "fit_seconds",
+        "predict_seconds_per_1000_rows",
+    } <= set(comparison.columns)
+    assert 0.5 < first_run["test_metrics"]["oracle_auc"] <= 1
+    importance = first_run["shap_importance"]
+    assert set(importance) <= set(first_run["selected_model"].features) and len(importance) > 5
+    assert "Model card" in first_run["model_card"] and "Business cost" in first_run["model_card"]
+    assert first_run["leakage_report"]["suspects"] == {}
