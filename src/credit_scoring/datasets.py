@@ -11,7 +11,7 @@ from kedro_datasets.pandas import CSVDataset
 class OptionalCSVDataset(CSVDataset):
     """A CSV file that may be absent (loads as None): e.g. the synthetic data's ground truth."""
 
-    def load(self) -> pd.DataFrame | None:  # type: ignore[override]
+    def load(self) -> pd.DataFrame | None:
         if not Path(self._filepath).exists():
             return None
         return super().load()

@@ -111,6 +111,9 @@ class DataScienceParams(_Strict):
     cost: CostParams = Field(default_factory=lambda: CostParams())
     fbeta_beta: float = Field(3.0, gt=0)
     cv_folds: int = Field(3, ge=2)
+    monotone_increasing: list[str] = Field(
+        default_factory=list, description="features that may only raise the risk"
+    )
     candidates: dict[str, Candidate]
     explanations: ExplanationParams = Field(default_factory=lambda: ExplanationParams())
     registry: RegistryParams = Field(default_factory=lambda: RegistryParams())
@@ -234,25 +237,36 @@ def _logistic_pipeline(
     )
 
 
+@dataclass(frozen=True)
+class FitContext:
+    """What every fit of every candidate shares."""
+
+    groups: list[ImputationGroup]
+    categories: dict[str, list[str]]
+    folds: int
+    random_state: int
+    monotone_increasing: tuple[str, ...] = ()
+
+
 def build_estimator(
     candidate: Candidate,
     frame: pd.DataFrame,
     y: np.ndarray,
-    groups: list[ImputationGroup],
     params: dict[str, Any],
-    random_state: int,
+    ctx: FitContext,
 ) -> Any:
     """An unfitted estimator for ``frame``'s columns, with the given hyperparameters."""
     if candidate.kind == "dummy":
         return DummyClassifier(strategy="prior")
     if candidate.kind == "logistic_regression":
-        return _logistic_pipeline(frame, groups, candidate, params)
-    scale = (
-        float((y == 0).sum() / max((y == 1).sum(), 1))
-        if candidate.class_weight == "balanced"
-        else 1.0
-    )
-    settings = {"random_state": random_state, "verbose": -1, "scale_pos_weight": scale}
+        return _logistic_pipeline(frame, ctx.groups, candidate, params)
+    balanced = candidate.class_weight == "balanced"
+    settings = {
+        "random_state": ctx.random_state,
+        "verbose": -1,
+        "scale_pos_weight": float((y == 0).sum() / max((y == 1).sum(), 1)) if balanced else 1.0,
+        "monotone_constraints": [int(c in ctx.monotone_increasing) for c in frame.columns],
+    }
     return lgb.LGBMClassifier(**{**settings, **candidate.fixed, **params})
 
 
@@ -278,23 +292,16 @@ def _predict(
 
 
 def out_of_fold_scores(
-    candidate: Candidate,
-    x: pd.DataFrame,
-    y: np.ndarray,
-    groups: list[ImputationGroup],
-    categories: dict[str, list[str]],
-    params: dict[str, Any],
-    folds: int,
-    random_state: int,
+    candidate: Candidate, x: pd.DataFrame, y: np.ndarray, params: dict[str, Any], ctx: FitContext
 ) -> np.ndarray:
     """Scores of every training row by a model that did not see it (stratified K-fold)."""
     scores = np.zeros(len(y))
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
+    splitter = StratifiedKFold(n_splits=ctx.folds, shuffle=True, random_state=ctx.random_state)
     for fit_idx, held_idx in splitter.split(x, y):
         x_fit = x.iloc[fit_idx]
-        estimator = build_estimator(candidate, x_fit, y[fit_idx], groups, params, random_state)
-        _fit(estimator, candidate.kind, x_fit, y[fit_idx], categories)
-        scores[held_idx] = _predict(estimator, candidate.kind, x.iloc[held_idx], categories)
+        estimator = build_estimator(candidate, x_fit, y[fit_idx], params, ctx)
+        _fit(estimator, candidate.kind, x_fit, y[fit_idx], ctx.categories)
+        scores[held_idx] = _predict(estimator, candidate.kind, x.iloc[held_idx], ctx.categories)
     return scores
 
 
@@ -309,26 +316,15 @@ def suggest(trial: optuna.Trial, space: dict[str, Distribution]) -> dict[str, An
 
 
 def tune(
-    name: str,
-    candidate: Candidate,
-    x: pd.DataFrame,
-    y: np.ndarray,
-    groups: list[ImputationGroup],
-    categories: dict[str, list[str]],
-    folds: int,
-    random_state: int,
+    name: str, candidate: Candidate, x: pd.DataFrame, y: np.ndarray, ctx: FitContext
 ) -> tuple[dict[str, Any], float]:
     """Optuna search of the candidate's space on stratified K-fold AUC; best params and AUC."""
     if candidate.search is None or not candidate.search.space:
-        scores = out_of_fold_scores(candidate, x, y, groups, categories, {}, folds, random_state)
-        return {}, float(roc_auc_score(y, scores))
+        return {}, float(roc_auc_score(y, out_of_fold_scores(candidate, x, y, {}, ctx)))
     search = candidate.search
 
     def objective(trial: optuna.Trial) -> float:
-        params = suggest(trial, search.space)
-        scores = out_of_fold_scores(
-            candidate, x, y, groups, categories, params, folds, random_state
-        )
+        scores = out_of_fold_scores(candidate, x, y, suggest(trial, search.space), ctx)
         return float(roc_auc_score(y, scores))
 
     def progress(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -342,9 +338,8 @@ def tune(
         )
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        direction="maximize", sampler=optuna.samplers.TPESampler(seed=random_state)
-    )
+    sampler = optuna.samplers.TPESampler(seed=ctx.random_state)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(
         objective, n_trials=search.n_trials, timeout=search.timeout_s, callbacks=[progress]
     )
@@ -356,28 +351,23 @@ def fit_candidate(
     candidate: Candidate,
     x: pd.DataFrame,
     y: np.ndarray,
-    groups: list[ImputationGroup],
-    categories: dict[str, list[str]],
-    settings: DataScienceParams,
+    ctx: FitContext,
+    cost: CostParams,
 ) -> tuple[TrainedModel, np.ndarray]:
     """Tune, get out-of-fold scores, choose the threshold on them, refit on all training rows."""
     start = time.perf_counter()
-    best, cv_auc = tune(
-        name, candidate, x, y, groups, categories, settings.cv_folds, settings.random_state
-    )
-    oof = out_of_fold_scores(
-        candidate, x, y, groups, categories, best, settings.cv_folds, settings.random_state
-    )
-    threshold, _ = best_threshold(y, oof, settings.cost)
-    estimator = build_estimator(candidate, x, y, groups, best, settings.random_state)
+    best, cv_auc = tune(name, candidate, x, y, ctx)
+    oof = out_of_fold_scores(candidate, x, y, best, ctx)
+    threshold, _ = best_threshold(y, oof, cost)
+    estimator = build_estimator(candidate, x, y, best, ctx)
     fit_start = time.perf_counter()
-    _fit(estimator, candidate.kind, x, y, categories)
+    _fit(estimator, candidate.kind, x, y, ctx.categories)
     model = TrainedModel(
         name=name,
         kind=candidate.kind,
         estimator=estimator,
         features=list(x.columns),
-        categories=categories if candidate.kind == "lightgbm" else {},
+        categories=ctx.categories if candidate.kind == "lightgbm" else {},
         threshold=threshold,
         params=best,
         cv_auc=cv_auc,
@@ -391,3 +381,25 @@ def fit_candidate(
         time.perf_counter() - start,
     )
     return model, oof
+
+
+def directional_violations(
+    model: TrainedModel, frame: pd.DataFrame, increasing: list[str], rows: int = 200
+) -> dict[str, int]:
+    """Rows whose score drops when an 'only raises the risk' feature is increased.
+
+    Each feature is raised in steps of its standard deviation (0 to 5 sd) with every other
+    field unchanged; a score that goes down at any step counts as one violation.
+    """
+    base = frame.head(rows)
+    violations = {}
+    for feature in (f for f in increasing if f in model.features):
+        column = pd.to_numeric(base[feature], errors="coerce").astype("float64")
+        step = float(column.std()) or 1.0
+        scores = [
+            model.predict_proba(base.assign(**{feature: column.fillna(0.0) + k * step}))
+            for k in (0.0, 0.5, 1.0, 2.0, 5.0)
+        ]
+        drops = np.any(np.diff(np.vstack(scores), axis=0) < -1e-12, axis=0)
+        violations[feature] = int(drops.sum())
+    return violations

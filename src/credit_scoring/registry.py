@@ -148,8 +148,8 @@ class _BoosterAsClassifier:
         self.booster_ = booster
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        positive = self.booster_.predict(frame)
-        return np.column_stack([1 - positive, positive])
+        positive = np.asarray(self.booster_.predict(frame), dtype=float)
+        return np.column_stack([1.0 - positive, positive])
 
 
 def load_model(model_uri: str) -> TrainedModel:

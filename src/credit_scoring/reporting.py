@@ -68,7 +68,7 @@ def evaluation_figures(
     ax.legend()
     figures["calibration_curve"] = fig
     fig, ax = plt.subplots(figsize=(6, 4))
-    bins = np.linspace(0, 1, 41)
+    bins = [i / 40 for i in range(41)]
     ax.hist(scores[y == 0], bins=bins, alpha=0.6, density=True, label="repaid")
     ax.hist(scores[y == 1], bins=bins, alpha=0.6, density=True, label="defaulted")
     ax.axvline(threshold, color="black", linestyle="--", label="threshold")
@@ -86,7 +86,7 @@ def stack_figures(figures: list[Figure], title: str) -> Figure:
     images = []
     for figure in figures:
         figure.canvas.draw()
-        images.append(np.asarray(figure.canvas.buffer_rgba()))
+        images.append(np.asarray(figure.canvas.buffer_rgba()))  # type: ignore[attr-defined]
         plt.close(figure)
     height = sum(img.shape[0] for img in images) / 100
     width = max(img.shape[1] for img in images) / 100
@@ -140,7 +140,7 @@ def model_card(facts: dict[str, Any]) -> str:
 - Client ids are HMAC pseudonyms; no raw identifier was used.
 
 ## Metric and cost function
-- Business cost = {facts["cost"]["false_negative"]:g} × missed defaults (FN) + {facts["cost"]["false_positive"]:g} × refused good clients (FP)
+- Business cost = {facts["cost"]["false_negative"]:g} * missed defaults (FN) + {facts["cost"]["false_positive"]:g} * refused good clients (FP)
 - Model selection: lowest business cost on the validation set, AUC reported beside it.
 
 ## Performance on the held-out test set

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow.tracking import MlflowClient
 
 from credit_scoring.privacy import KEY_ENV_VAR, pseudonymise_value
 from credit_scoring.synthetic import main as generate_main
@@ -36,9 +38,16 @@ def kedro(
     )
 
 
+FAST_SEARCH = (
+    "data_science.candidates.lightgbm.search.n_trials=2,"
+    "data_science.candidates.logistic_regression.search.n_trials=2,"
+    "data_science.explanations.sample_size=200"
+)
+
+
 def test_end_to_end_run_on_a_tiny_generated_dataset(project_copy: Path):
-    generate_main(["--n-applications", "600", "--output-dir", str(project_copy / "data/01_raw")])
-    result = kedro(project_copy)
+    generate_main(["--n-applications", "1500", "--output-dir", str(project_copy / "data/01_raw")])
+    result = kedro(project_copy, "--params", FAST_SEARCH)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     raw = pd.read_csv(project_copy / "data/01_raw/application_train.csv")
@@ -55,6 +64,24 @@ def test_end_to_end_run_on_a_tiny_generated_dataset(project_copy: Path):
     # no raw identifier in what the run printed
     logs = result.stdout + result.stderr
     assert not any(f"{i}" in logs for i in raw["SK_ID_CURR"].head(50))
+
+    # a registered, explained model, champion through the gate, in the embedded MLflow store
+    gate = json.loads((project_copy / "data/08_reporting/gate_report.json").read_text())
+    assert gate["promote"] and gate["version"] == "1"
+    client = MlflowClient(tracking_uri=f"sqlite:///{project_copy / 'mlflow.db'}")
+    champion = client.get_model_version_by_alias("credit_scoring", "champion")
+    assert champion.tags["gate.decision"] == "promoted"
+    artifacts = {a.path for a in client.list_artifacts(champion.run_id)}
+    assert {"figures", "model_card_v1.md", "model_comparison.csv", "gate_report.json"} <= artifacts
+    figures = {Path(a.path).name for a in client.list_artifacts(champion.run_id, "figures")}
+    assert {
+        "roc_curve.png",
+        "shap_summary.png",
+        "shap_waterfalls.png",
+        "coefficient_path.png",
+    } <= figures
+    run = client.get_run(champion.run_id)
+    assert "test_auc" in run.data.metrics and "git_commit" in run.data.tags
 
 
 def test_prod_environment_refuses_the_development_key(project_copy: Path):

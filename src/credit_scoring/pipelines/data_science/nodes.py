@@ -23,8 +23,10 @@ from credit_scoring.contracts import ContractError, load_contract
 from credit_scoring.imputation import load_groups, nan_for_missing
 from credit_scoring.lineage import lineage_tags
 from credit_scoring.modeling import (
+    FitContext,
     TrainedModel,
     category_codes,
+    directional_violations,
     encode_categories,
     fit_candidate,
     load_params,
@@ -132,12 +134,17 @@ def train_candidates(
     x, y = _xy(train, id_col, target)
     contract = load_contract(data_contract)
     declared = {c: spec.allowed for c, spec in contract.columns.items() if spec.allowed}
-    categories = category_codes(x, declared)
-    groups = load_groups(processing_params.get("imputation") or [])
-    models = {}
-    for name, candidate in settings.candidates.items():
-        models[name], _ = fit_candidate(name, candidate, x, y, groups, categories, settings)
-    return models
+    ctx = FitContext(
+        groups=load_groups(processing_params.get("imputation") or []),
+        categories=category_codes(x, declared),
+        folds=settings.cv_folds,
+        random_state=settings.random_state,
+        monotone_increasing=tuple(settings.monotone_increasing),
+    )
+    return {
+        name: fit_candidate(name, candidate, x, y, ctx, settings.cost)[0]
+        for name, candidate in settings.candidates.items()
+    }
 
 
 def _timed_scores(model: TrainedModel, frame: pd.DataFrame) -> tuple[np.ndarray, float]:
@@ -162,19 +169,28 @@ def select_model(
         metrics = classification_metrics(
             y, scores, model.decide(scores), settings.cost, settings.fbeta_beta
         )
+        violations = directional_violations(model, validation, settings.monotone_increasing)
         rows.append(
             {
                 "candidate": name,
                 "kind": model.kind,
                 "cv_auc": model.cv_auc,
                 **metrics,
+                "directional_violations": sum(violations.values()),
                 "threshold": model.threshold,
                 "fit_seconds": model.fit_seconds,
                 "predict_seconds_per_1000_rows": ms_per_1000,
             }
         )
     comparison = pd.DataFrame(rows).sort_values(["business_cost", "auc"], ascending=[True, False])
-    best = str(comparison.iloc[0]["candidate"])
+    # A model whose risk can fall when overdue debt rises is not eligible, whatever its cost.
+    eligible = comparison[comparison["directional_violations"] == 0]
+    if eligible.empty:
+        raise ContractError(
+            "Every candidate breaks data_science.monotone_increasing (risk falls when one of "
+            f"{settings.monotone_increasing} rises); see the comparison:\n{comparison.to_string()}"
+        )
+    best = str(eligible.iloc[0]["candidate"])
     logger.info("selected %s on validation:\n%s", best, comparison.to_string(index=False))
     return {"selected": models[best], "comparison": comparison.reset_index(drop=True)}
 
@@ -194,7 +210,7 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """Held-out test metrics, the dummy's on the same rows, the oracle AUC, and the figures."""
     settings = load_params(params)
-    id_col, target = _columns(data_contract)
+    _, target = _columns(data_contract)
     y = test[target].to_numpy()
     scores = selected.predict_proba(test)
     refuse = selected.decide(scores)

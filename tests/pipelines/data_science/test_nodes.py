@@ -1,0 +1,165 @@
+"""Training building blocks and model tests (minimum quality, invariance, direction)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from credit_scoring.contracts import ContractError
+from credit_scoring.imputation import load_groups
+from credit_scoring.modeling import (
+    Candidate,
+    CostParams,
+    FitContext,
+    best_threshold,
+    business_cost,
+    category_codes,
+    directional_violations,
+    encode_categories,
+    fit_candidate,
+    load_params,
+)
+from credit_scoring.pipelines.data_science.nodes import check_leakage, split_data
+
+COST = CostParams(false_negative=10, false_positive=1)
+
+
+def test_business_cost_counts_missed_defaults_ten_times():
+    y = np.array([1, 1, 0, 0, 0])
+    refuse = np.array([True, False, True, False, False])
+    assert business_cost(y, refuse, COST) == 10 * 1 + 1 * 1
+
+
+def test_best_threshold_is_the_brute_force_optimum():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 300)
+    scores = np.round(rng.random(300) * 0.6 + y * 0.3, 2)  # ties on purpose
+    threshold, cost = best_threshold(y, scores, COST)
+    candidates = [*np.unique(scores), np.inf]
+    brute = min(business_cost(y, scores >= t, COST) for t in candidates)
+    assert cost == brute == business_cost(y, scores >= threshold, COST)
+
+
+def test_best_threshold_accepts_everyone_when_refusing_never_pays():
+    threshold, cost = best_threshold(np.array([0, 0, 0]), np.array([0.1, 0.5, 0.9]), COST)
+    assert threshold == np.inf and cost == 0
+
+
+def test_split_is_stratified_disjoint_and_reproducible(primary, parameters):
+    a = split_data(primary, parameters["data_contract"], parameters["data_science"])
+    b = split_data(primary, parameters["data_contract"], parameters["data_science"])
+    ids = {k: set(v["client_id"]) for k, v in a.items()}
+    assert all(not (ids[x] & ids[y]) for x, y in itertools.combinations(ids, 2))
+    assert sum(len(v) for v in ids.values()) == len(primary)
+    rate = primary["TARGET"].mean()
+    assert all(abs(v["TARGET"].mean() - rate) < 0.01 for v in a.values())
+    pd.testing.assert_frame_equal(a["test"], b["test"])
+
+
+def test_leakage_check_catches_a_feature_that_is_the_target(primary, parameters):
+    leaky = primary.assign(REPAYMENT_STATUS=primary["TARGET"] * 2.0 + 1)
+    with pytest.raises(ContractError, match="REPAYMENT_STATUS.*max_single_feature_auc"):
+        check_leakage(leaky, parameters["data_contract"], parameters["data_science"])
+    warn = {
+        **parameters["data_science"],
+        "leakage": {"max_single_feature_auc": 0.85, "action": "warn"},
+    }
+    assert "REPAYMENT_STATUS" in check_leakage(leaky, parameters["data_contract"], warn)["suspects"]
+    assert (
+        check_leakage(primary, parameters["data_contract"], parameters["data_science"])["suspects"]
+        == {}
+    )
+
+
+def test_params_need_a_dummy_baseline(parameters):
+    params = {**parameters["data_science"], "candidates": {"lr": {"kind": "logistic_regression"}}}
+    with pytest.raises(ContractError, match="dummy"):
+        load_params(params)
+
+
+def test_encoding_maps_unknown_and_missing_categories_to_nan():
+    frame = pd.DataFrame({"c": ["a", "b", "zzz", None], "n": [1.0, 2.0, 3.0, 4.0]})
+    codes = category_codes(frame, {"c": ["b", "a"]})
+    assert codes == {"c": ["b", "a"]}
+    encoded = encode_categories(frame, codes)
+    assert encoded["c"].tolist()[:2] == [1.0, 0.0] and encoded["c"].isna().tolist()[2:] == [
+        True,
+        True,
+    ]
+
+
+@pytest.fixture(scope="module")
+def trained(primary, parameters):
+    split = split_data(primary, parameters["data_contract"], parameters["data_science"])
+    settings = load_params(parameters["data_science"])
+    train = split["train"]
+    x, y = train.drop(columns=["client_id", "TARGET"]), train["TARGET"].to_numpy()
+    ctx = FitContext(
+        load_groups(parameters["data_processing"]["imputation"]),
+        category_codes(x),
+        3,
+        0,
+        tuple(settings.monotone_increasing),
+    )
+    models = {
+        name: fit_candidate(name, candidate, x, y, ctx, settings.cost)[0]
+        for name, candidate in {
+            "dummy": Candidate(kind="dummy"),
+            "lightgbm": Candidate(kind="lightgbm", fixed={"n_estimators": 80, "num_leaves": 8}),
+            "logistic_regression": Candidate(kind="logistic_regression"),
+        }.items()
+    }
+    return models, split, settings
+
+
+def test_model_beats_the_dummy_baseline(trained):
+    models, split, settings = trained
+    test = split["test"]
+    y = test["TARGET"].to_numpy()
+    costs = {
+        n: business_cost(y, m.decide(m.predict_proba(test)), settings.cost)
+        for n, m in models.items()
+    }
+    assert costs["lightgbm"] < costs["dummy"] and costs["logistic_regression"] < costs["dummy"]
+
+
+def test_invariance_fields_outside_the_model_do_not_change_the_score(trained):
+    models, split, _ = trained
+    test = split["test"].head(100)
+    changed = test.assign(client_id=[f"other-{i}" for i in range(len(test))], APPLICATION_REF=12345)
+    for model in models.values():
+        np.testing.assert_array_equal(model.predict_proba(test), model.predict_proba(changed))
+
+
+def test_directional_more_overdue_debt_never_lowers_the_risk(trained):
+    models, split, settings = trained
+    assert directional_violations(
+        models["lightgbm"], split["test"], settings.monotone_increasing
+    ) == {feature: 0 for feature in settings.monotone_increasing}
+    client = split["test"].head(1)
+    base = models["lightgbm"].predict_proba(client)[0]
+    more = client.assign(
+        BUREAU_AMT_CREDIT_SUM_OVERDUE_SUM=client["BUREAU_AMT_CREDIT_SUM_OVERDUE_SUM"] + 1e6
+    )
+    assert models["lightgbm"].predict_proba(more)[0] >= base
+
+
+def test_directional_check_detects_a_model_that_breaks_the_rule(trained):
+    models, split, settings = trained
+    backwards = models["lightgbm"]
+
+    class Inverted:
+        features, kind, categories = backwards.features, "lightgbm", backwards.categories
+
+        def predict_proba(self, frame):
+            return 1 - backwards.predict_proba(frame)
+
+    assert (
+        sum(
+            directional_violations(Inverted(), split["test"], settings.monotone_increasing).values()
+        )
+        > 0
+    )
