@@ -10,7 +10,7 @@ RAW := data/01_raw/application_train.csv
 export DO_NOT_TRACK := 1
 export KEDRO_DISABLE_TELEMETRY := 1
 
-.PHONY: help bootstrap data data-home-credit data-drift run test test-fast lint format viz repro dvc-push clean bench-processing
+.PHONY: help bootstrap data data-home-credit data-drift run test test-fast lint format ui viz repro dvc-push clean bench-processing bench-training
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ format: bootstrap ## Apply ruff fixes and formatting
 	$(RUN) ruff check --fix .
 	$(RUN) ruff format .
 
+ui: bootstrap ## Open the MLflow UI on the embedded store (127.0.0.1:5000)
+	$(RUN) mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db} --host 127.0.0.1 --port 5000
+
 viz: bootstrap ## Open kedro-viz on 127.0.0.1:4141
 	$(RUN) kedro viz run --host 127.0.0.1 --port 4141
 
@@ -64,3 +67,6 @@ clean: ## Remove generated data (keeps the folder layout) and caches
 
 bench-processing: bootstrap ## Time ingestion + processing at Home Credit size (bench/results/)
 	$(RUN) python bench/processing_home_credit.py
+
+bench-training: bootstrap ## Model quality and Kedro/MLflow overhead at Home Credit size (~25 min)
+	$(RUN) python bench/training_home_credit.py

@@ -81,7 +81,7 @@ def test_end_to_end_run_on_a_tiny_generated_dataset(project_copy: Path):
         "coefficient_path.png",
     } <= figures
     run = client.get_run(champion.run_id)
-    assert "test_auc" in run.data.metrics and "git_commit" in run.data.tags
+    assert "test.auc" in run.data.metrics and "test.dummy_business_cost" in run.data.metrics and "git_commit" in run.data.tags
 
 
 def test_prod_environment_refuses_the_development_key(project_copy: Path):

@@ -61,7 +61,7 @@ def test_split_is_stratified_disjoint_and_reproducible(primary, parameters):
 
 def test_leakage_check_catches_a_feature_that_is_the_target(primary, parameters):
     leaky = primary.assign(REPAYMENT_STATUS=primary["TARGET"] * 2.0 + 1)
-    with pytest.raises(ContractError, match="REPAYMENT_STATUS.*max_single_feature_auc"):
+    with pytest.raises(ContractError, match=r"REPAYMENT_STATUS.*max_single_feature_auc"):
         check_leakage(leaky, parameters["data_contract"], parameters["data_science"])
     warn = {
         **parameters["data_science"],

@@ -71,6 +71,7 @@ def _register(model, models, splits, parameters) -> dict[str, Any]:
                 "recall": 0.0,
                 "precision": 0.0,
                 "fbeta": 0.0,
+                "directional_violations": 0,
                 "threshold": model.threshold,
             }
         ]

@@ -48,6 +48,17 @@ from credit_scoring.reporting import (
 
 logger = logging.getLogger(__name__)
 
+CARD_COLUMNS = (
+    "candidate",
+    "auc",
+    "business_cost",
+    "recall",
+    "precision",
+    "fbeta",
+    "directional_violations",
+    "threshold",
+)
+
 
 def _columns(data_contract: dict[str, Any]) -> tuple[str, str]:
     contract = load_contract(data_contract)
@@ -228,8 +239,8 @@ def evaluate_model(
     return {
         "metrics": metrics,
         "dummy_metrics": dummy_metrics,
-        "mlflow_metrics": {f"test_{k}": {"value": v, "step": 0} for k, v in metrics.items()}
-        | {f"test_dummy_{k}": {"value": v, "step": 0} for k, v in dummy_metrics.items()},
+        "mlflow_metrics": {k: {"value": v, "step": 0} for k, v in metrics.items()}
+        | {f"dummy_{k}": {"value": v, "step": 0} for k, v in dummy_metrics.items()},
         **evaluation_figures(y, scores, refuse, selected.threshold, selected.name),
     }
 
@@ -484,9 +495,7 @@ def register_model(
             "test_metrics": test_metrics,
             "dummy_metrics": dummy_metrics,
             "oracle_auc": test_metrics.get("oracle_auc"),
-            "comparison": comparison[
-                ["candidate", "auc", "business_cost", "recall", "precision", "fbeta", "threshold"]
-            ],
+            "comparison": comparison[[*CARD_COLUMNS]],
             "top_features": list(shap_importance.items())[:10],
             "gate_summary": decision.summary(),
         }
