@@ -15,12 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import multiprocessing
 import platform
 import resource
-import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,31 +30,15 @@ from credit_scoring.contracts import load_contract
 from credit_scoring.pipelines import data_ingestion, data_processing
 from credit_scoring.privacy import DEVELOPMENT_KEY
 from credit_scoring.project_config import PROJECT_ROOT, project_parameters
+from credit_scoring.sandbox import kedro_run, make_project_copy
 from credit_scoring.synthetic import HOME_CREDIT_SIZE, SyntheticParams, generate, write
 
 RESULTS = PROJECT_ROOT / "bench" / "results" / "processing_home_credit.json"
 
 
-def _project_copy(root: Path) -> Path:
-    shutil.copytree(
-        PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("credentials.yml")
-    )
-    for name in ("pyproject.toml", ".telemetry"):
-        shutil.copy(PROJECT_ROOT / name, root / name)
-    (root / "src").mkdir()
-    return root
-
-
 def _kedro_run(project: Path, pipeline: str) -> dict[str, float]:
-    env = {**os.environ, "DO_NOT_TRACK": "1", "KEDRO_DISABLE_TELEMETRY": "1"}
     start = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "kedro", "run", "--pipeline", pipeline],
-        cwd=project,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    kedro_run(project, "--pipeline", pipeline, check=True)
     wall = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {"wall_s": round(wall, 2), "peak_rss_mb_children_so_far": round(peak_mb)}
@@ -91,7 +72,7 @@ def main() -> None:
     parser.add_argument("--n-applications", type=int, default=HOME_CREDIT_SIZE)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        project = _project_copy(Path(tmp))
+        project = make_project_copy(Path(tmp))
         raw = project / "data" / "01_raw"
         start = time.perf_counter()
         tables = generate(SyntheticParams(n_applications=args.n_applications))
@@ -104,7 +85,7 @@ def main() -> None:
         in_memory = _in_memory(raw)
     kedro_total = ingestion["wall_s"] + processing["wall_s"]
     result = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {"cpus": multiprocessing.cpu_count(), "python": platform.python_version()},
         "rows": rows,
         "generate_s": round(generation, 2),
         "kedro_run_data_ingestion": ingestion,

@@ -19,10 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +30,7 @@ import yaml
 from credit_scoring.pipelines.data_science import nodes
 from credit_scoring.privacy import DEVELOPMENT_KEY
 from credit_scoring.project_config import PROJECT_ROOT, project_parameters
+from credit_scoring.sandbox import kedro_run, make_project_copy
 from credit_scoring.synthetic import HOME_CREDIT_SIZE, SyntheticParams, generate, write
 
 RESULTS = PROJECT_ROOT / "bench" / "results" / "training_home_credit.json"
@@ -41,12 +38,7 @@ NO_TIMEOUT = 24 * 3600
 
 
 def _project_copy(root: Path, data_science: dict[str, Any]) -> Path:
-    shutil.copytree(
-        PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("credentials.yml")
-    )
-    for name in ("pyproject.toml", ".telemetry"):
-        shutil.copy(PROJECT_ROOT / name, root / name)
-    (root / "src").mkdir()
+    make_project_copy(root)
     (root / "conf/base/parameters_data_science.yml").write_text(
         yaml.safe_dump({"data_science": data_science}, sort_keys=False)
     )
@@ -54,16 +46,8 @@ def _project_copy(root: Path, data_science: dict[str, Any]) -> Path:
 
 
 def _kedro(project: Path, pipeline: str) -> float:
-    env = {**os.environ, "DO_NOT_TRACK": "1", "KEDRO_DISABLE_TELEMETRY": "1"}
-    env.pop("MLFLOW_TRACKING_URI", None)
     start = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "kedro", "run", "--pipeline", pipeline],
-        cwd=project,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    kedro_run(project, "--pipeline", pipeline, check=True)
     return time.perf_counter() - start
 
 
@@ -129,8 +113,8 @@ def main() -> None:
         "overhead_target": 1.15,
         "selected": bare["selected"],
         "test_auc": round(test["auc"], 4),
-        "oracle_auc": round(test["oracle_auc"], 4),
-        "auc_over_oracle": round(test["auc_over_oracle"], 4),
+        "oracle_auc": round(test.get("oracle_auc", float("nan")), 4),
+        "auc_over_oracle": round(test.get("auc_over_oracle", float("nan")), 4),
         "auc_over_oracle_target": 0.97,
         "business_cost": test["business_cost"],
         "dummy_business_cost": bare["dummy_test"]["business_cost"],

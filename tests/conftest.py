@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import pandas as pd
 import pytest
 
 from credit_scoring.project_config import PROJECT_ROOT, project_parameters
+from credit_scoring.sandbox import make_project_copy
 from credit_scoring.synthetic import SyntheticParams, generate
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -48,22 +48,4 @@ def raw_tables() -> dict[str, pd.DataFrame]:
 @pytest.fixture
 def project_copy(tmp_path: Path) -> Path:
     """A throw-away copy of the project's configuration, to run `kedro run` against."""
-    for name in ("conf", "pyproject.toml", ".telemetry"):
-        src = PROJECT_ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, tmp_path / name, ignore=shutil.ignore_patterns("credentials.yml"))
-        else:
-            shutil.copy(src, tmp_path / name)
-    (tmp_path / "src").mkdir()  # the code itself is the installed (editable) package
-    for layer in (
-        "01_raw",
-        "02_intermediate",
-        "03_primary",
-        "04_feature",
-        "05_model_input",
-        "06_models",
-        "07_model_output",
-        "08_reporting",
-    ):
-        (tmp_path / "data" / layer).mkdir(parents=True)
-    return tmp_path
+    return make_project_copy(tmp_path)

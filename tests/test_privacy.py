@@ -56,3 +56,21 @@ def test_development_key_is_refused_where_not_allowed():
 def test_short_key_is_refused():
     with pytest.raises(PseudonymisationKeyError, match="at least 32"):
         resolve_key({}, True, environ={KEY_ENV_VAR: "short"})
+
+
+def test_placeholder_key_is_refused():
+    creds = {"pseudonymisation": {"key": "replace-with-64-random-hex-characters"}}
+    with pytest.raises(PseudonymisationKeyError, match="placeholder"):
+        resolve_key(creds, True, environ={})
+
+
+def test_no_committed_credentials_file_under_conf():
+    # Kedro loads every credentials*.yml under conf/: an example committed there would be read
+    # as real credentials. Only a developer's own (git-ignored) conf/local/credentials.yml may exist.
+    from credit_scoring.project_config import PROJECT_ROOT
+
+    found = {
+        p.relative_to(PROJECT_ROOT).as_posix()
+        for p in (PROJECT_ROOT / "conf").rglob("credentials*")
+    }
+    assert found <= {"conf/local/credentials.yml"}

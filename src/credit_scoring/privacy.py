@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 KEY_ENV_VAR = "CREDIT_SCORING_PSEUDONYMISATION_KEY"
 CREDENTIALS_ENTRY = "pseudonymisation"
 MIN_KEY_LENGTH = 32
+PLACEHOLDER_MARKERS = ("replace-with", "changeme", "change-me", "example", "xxxx")
 # Public on purpose: it makes local runs and DVC hashes reproducible, and is refused in prod.
 DEVELOPMENT_KEY = "development-only-pseudonymisation-key-do-not-use-in-production"
 
@@ -39,6 +40,12 @@ def resolve_key(
     creds_entry = (credentials or {}).get(CREDENTIALS_ENTRY) or {}
     key = environ.get(KEY_ENV_VAR) or creds_entry.get("key")
     if key:
+        if any(marker in str(key).lower() for marker in PLACEHOLDER_MARKERS):
+            raise PseudonymisationKeyError(
+                "The pseudonymisation key is still a placeholder. Put a random key in "
+                f"{KEY_ENV_VAR} or conf/local/credentials.yml (e.g. `python -c 'import secrets; "
+                "print(secrets.token_hex(32))'`)."
+            )
         if len(key) < MIN_KEY_LENGTH:
             raise PseudonymisationKeyError(
                 f"The pseudonymisation key is {len(key)} characters long; use at least "

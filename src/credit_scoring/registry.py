@@ -23,6 +23,7 @@ from mlflow.tracking import MlflowClient
 
 from credit_scoring.imputation import nan_for_missing
 from credit_scoring.modeling import CostParams, TrainedModel, encode_categories
+from credit_scoring.reporting import classification_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -187,8 +188,6 @@ def score_champion(
     beta: float,
 ) -> tuple[dict[str, float] | None, str | None, str | None]:
     """The current champion's metrics on these test rows (None if there is no champion)."""
-    from credit_scoring.reporting import classification_metrics
-
     current = champion_version(client, name)
     if current is None:
         return None, None, None

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from credit_scoring.privacy import KEY_ENV_VAR, pseudonymise_value
+from credit_scoring.sandbox import kedro_run
 from credit_scoring.synthetic import main as generate_main
 from tests.conftest import TEST_KEY
 
@@ -24,18 +23,7 @@ pytestmark = pytest.mark.integration
 def kedro(
     project: Path, *args: str, key: str | None = TEST_KEY
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != KEY_ENV_VAR}
-    env.update(DO_NOT_TRACK="1", KEDRO_DISABLE_TELEMETRY="1")
-    if key:
-        env[KEY_ENV_VAR] = key
-    return subprocess.run(
-        [sys.executable, "-m", "kedro", "run", *args],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return kedro_run(project, *args, key=key, timeout=600)
 
 
 FAST_SEARCH = (
@@ -81,7 +69,11 @@ def test_end_to_end_run_on_a_tiny_generated_dataset(project_copy: Path):
         "coefficient_path.png",
     } <= figures
     run = client.get_run(champion.run_id)
-    assert "test.auc" in run.data.metrics and "test.dummy_business_cost" in run.data.metrics and "git_commit" in run.data.tags
+    assert (
+        "test.auc" in run.data.metrics
+        and "test.dummy_business_cost" in run.data.metrics
+        and "git_commit" in run.data.tags
+    )
 
 
 def test_prod_environment_refuses_the_development_key(project_copy: Path):
