@@ -27,6 +27,7 @@ class ProjectHooks:
     ) -> None:
         # The key lives only in memory: from the environment or conf/<env>/credentials.yml.
         # The development key is refused where data_ingestion.allow_development_key is false.
-        ingestion = parameters.get("data_ingestion") or {}
+        # `parameters` holds the whole tree under "parameters" (and each "params:<key>").
+        ingestion = (parameters.get("parameters") or {}).get("data_ingestion") or {}
         allow_dev = bool(ingestion.get("allow_development_key", False))
         catalog["pseudonymisation_key"] = resolve_key(conf_creds, allow_development_key=allow_dev)

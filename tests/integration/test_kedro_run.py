@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from credit_scoring.privacy import KEY_ENV_VAR, pseudonymise_value
+from credit_scoring.privacy import DEVELOPMENT_KEY, KEY_ENV_VAR, pseudonymise_value
 from credit_scoring.sandbox import kedro_run
 from credit_scoring.synthetic import main as generate_main
 from tests.conftest import TEST_KEY
@@ -35,14 +35,15 @@ FAST_SEARCH = (
 
 def test_end_to_end_run_on_a_tiny_generated_dataset(project_copy: Path):
     generate_main(["--n-applications", "1500", "--output-dir", str(project_copy / "data/01_raw")])
-    result = kedro(project_copy, "--params", FAST_SEARCH)
+    result = kedro(project_copy, "--params", FAST_SEARCH, key=None)  # no key: development key
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "DEVELOPMENT PSEUDONYMISATION KEY" in result.stdout + result.stderr
 
     raw = pd.read_csv(project_copy / "data/01_raw/application_train.csv")
     table = pd.read_parquet(project_copy / "data/05_model_input/model_input_table.parquet")
     assert not table.isna().any().any()
     assert table["client_id"].iloc[0] in {
-        pseudonymise_value(i, TEST_KEY) for i in raw["SK_ID_CURR"]
+        pseudonymise_value(i, DEVELOPMENT_KEY) for i in raw["SK_ID_CURR"]
     }
     assert "SK_ID_CURR" not in table.columns
     report = pd.read_json(
