@@ -8,6 +8,7 @@ import pytest
 
 from credit_scoring.contracts import (
     ContractError,
+    build_request_model,
     build_schema,
     describe_failures,
     load_contract,
@@ -114,3 +115,39 @@ def test_project_contract_loads(contract_params):
     assert contract.id_column == "SK_ID_CURR"
     assert "bureau" in contract.secondary_tables
     assert {"EXT_SOURCE_1", "DAYS_EMPLOYED", "CODE_GENDER"} <= set(contract.feature_columns)
+
+
+def test_request_model_mirrors_the_contract():
+    from pydantic import ValidationError
+
+    contract = load_contract(CONTRACT)
+    model = build_request_model(contract.columns)
+    ok = model(AMOUNT=10.0, CHILDREN=1, KIND="a")
+    assert ok.OPTIONAL is None
+    for bad, field in [
+        ({"AMOUNT": -1.0, "CHILDREN": 1}, "AMOUNT"),
+        ({"AMOUNT": float("nan"), "CHILDREN": 1}, "AMOUNT"),
+        ({"AMOUNT": float("inf"), "CHILDREN": 1}, "AMOUNT"),
+        ({"AMOUNT": 1.0, "CHILDREN": 1, "KIND": "zzz"}, "KIND"),
+        ({"AMOUNT": 1.0, "CHILDREN": 1, "SURPRISE": 3}, "SURPRISE"),
+        ({"CHILDREN": 1}, "AMOUNT"),
+        ({"AMOUNT": "ten", "CHILDREN": 1}, "AMOUNT"),
+    ]:
+        with pytest.raises(ValidationError) as error:
+            model(**bad)
+        assert error.value.errors()[0]["loc"] == (field,)
+    schema = model.model_json_schema()
+    assert (
+        schema["properties"]["AMOUNT"]["minimum"] == 0 and schema["additionalProperties"] is False
+    )
+
+
+def test_request_model_accepts_every_valid_synthetic_row(contract_params, raw_tables):
+    contract = load_contract(contract_params)
+    model = build_request_model(contract.columns)
+    rows = raw_tables["application_train"].drop(columns=["SK_ID_CURR", "TARGET"]).head(300)
+    outcome = validate_frame(rows, build_schema(contract.columns))
+    for record in (
+        outcome.valid.astype(object).where(outcome.valid.notna(), None).to_dict("records")
+    ):
+        model(**record)

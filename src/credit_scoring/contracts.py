@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import pandas as pd
 import pandera.pandas as pa
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 CONTRACT_FILE = "conf/base/parameters_data_contract.yml"
 
@@ -182,6 +182,36 @@ class ValidationOutcome:
             "rows_invalid": len(self.invalid),
             "failures_by_rule": by_rule,
         }
+
+
+_PYTHON_TYPES: dict[str, type] = {"float": float, "int": int, "bool": bool}
+
+
+def _field(spec: ColumnSpec) -> tuple[Any, Any]:
+    if spec.dtype == "category":
+        allowed = tuple(str(v) for v in (spec.allowed or []))
+        annotation: Any = Literal[allowed] if allowed else str  # type: ignore[valid-type]
+    else:
+        annotation = _PYTHON_TYPES[spec.dtype]
+    if spec.nullable or not spec.required:
+        annotation = annotation | None
+    default = None if (spec.nullable or not spec.required) else ...
+    return annotation, Field(
+        default, ge=spec.min, le=spec.max, description=spec.description or None
+    )
+
+
+def build_request_model(
+    columns: dict[str, ColumnSpec], name: str = "Application"
+) -> type[BaseModel]:
+    """A strict pydantic model of one row: the same types, bounds and categories as the schema.
+
+    Unknown fields, NaN/inf, out-of-bounds values and unknown categories are refused, each
+    error naming the field: the API's request models come from the contract, like pandera's.
+    """
+    fields = {column: _field(spec) for column, spec in columns.items()}
+    config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=False)
+    return create_model(name, __config__=config, **fields)  # type: ignore[call-overload, no-any-return]
 
 
 def _missing_required_columns(df: pd.DataFrame, schema: pa.DataFrameSchema) -> list[str]:
