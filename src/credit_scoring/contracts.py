@@ -190,7 +190,7 @@ _PYTHON_TYPES: dict[str, type] = {"float": float, "int": int, "bool": bool}
 def _field(spec: ColumnSpec) -> tuple[Any, Any]:
     if spec.dtype == "category":
         allowed = tuple(str(v) for v in (spec.allowed or []))
-        annotation: Any = Literal[allowed] if allowed else str  # type: ignore[valid-type]
+        annotation: Any = Literal[allowed] if allowed else str
     else:
         annotation = _PYTHON_TYPES[spec.dtype]
     if spec.nullable or not spec.required:
@@ -211,7 +211,7 @@ def build_request_model(
     """
     fields = {column: _field(spec) for column, spec in columns.items()}
     config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=False)
-    return create_model(name, __config__=config, **fields)  # type: ignore[call-overload, no-any-return]
+    return create_model(name, __config__=config, **fields)  # type: ignore[call-overload]
 
 
 def _missing_required_columns(df: pd.DataFrame, schema: pa.DataFrameSchema) -> list[str]:
