@@ -192,3 +192,17 @@ def join_aggregates(
     if count_column and count_column in out.columns:
         out[count_column] = out[count_column].fillna(0.0)
     return out
+
+
+def transform_rows(
+    rows: pd.DataFrame, spec: FeatureSpec, outlier_bounds: dict[str, dict[str, Any]]
+) -> pd.DataFrame:
+    """The row-level part of processing in one call, for scoring new applications.
+
+    Same order as the pipeline's nodes: sentinels to NaN + flag, the outlier bounds learned
+    in training, then the declared domain features. Secondary-table aggregates are inputs
+    here (the API receives them, or reads them from the client feature store).
+    """
+    flagged = flag_anomalies(rows, spec.anomalies)
+    bounded = apply_outlier_bounds(flagged, outlier_bounds)
+    return add_derived_features(bounded, spec.domain_features)

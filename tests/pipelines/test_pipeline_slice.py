@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
 import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
@@ -84,3 +85,22 @@ def test_primary_table_keeps_missing_values_for_the_model_pipeline(run_outputs):
     primary = run_outputs["applications_primary"]
     assert primary["EXT_SOURCE_1"].isna().any()
     assert list(primary.columns) == list(run_outputs["model_input_table"].columns)
+
+
+def test_transform_rows_reproduces_the_pipeline_row_by_row(run_outputs, parameters):
+    """No training/serving skew: the one-call transform equals the pipeline's nodes."""
+    from credit_scoring.features import load_feature_spec, transform_rows
+    from credit_scoring.pipelines.data_processing.nodes import ProcessingParams
+
+    spec = ProcessingParams.model_validate(parameters["data_processing"]).feature_spec()
+    assert spec == load_feature_spec(spec)
+    features = run_outputs["applications_features"]
+    raw_columns = [c for c in run_outputs["applications_unique_columns"].columns]
+    rows = run_outputs["applications_unique_columns"].sample(50, random_state=0)
+    served = transform_rows(rows[raw_columns], spec, run_outputs["outlier_bounds"])
+    expected = features.set_index("client_id").loc[
+        rows["client_id"], served.columns.drop("client_id")
+    ]
+    pd.testing.assert_frame_equal(
+        served.set_index("client_id")[expected.columns], expected, check_dtype=False, atol=1e-12
+    )
