@@ -174,9 +174,7 @@ def test_a_differently_shaped_dataset_runs_with_a_conf_environment_only(project_
     assert not (project_copy / "data/02_intermediate/bureau_validated.parquet").exists()
 
     # and the fork trains, evaluates and registers a model with the same conf environment
-    result = kedro(
-        project_copy, "--env", "fork", "--pipeline", "data_science", "--params", FAST_SEARCH
-    )
+    result = kedro(project_copy, "--env", "fork", "--pipeline", "data_science")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     metrics = json.loads((project_copy / "data/08_reporting/test_metrics.json").read_text())
     assert "oracle_auc" not in metrics  # no generator truth for a fork's data
