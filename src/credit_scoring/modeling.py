@@ -184,13 +184,12 @@ class TrainedModel:
     cv_auc: float = float("nan")
     fit_seconds: float = 0.0
 
+    def model_input(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The frame exactly as the estimator reads it."""
+        return model_input(frame[self.features], self.kind, self.categories)
+
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        features = frame[self.features]
-        if self.kind == "lightgbm":
-            features = encode_categories(features, self.categories)
-        else:
-            features = nan_for_missing(features)
-        return np.asarray(self.estimator.predict_proba(features))[:, 1]
+        return np.asarray(self.estimator.predict_proba(self.model_input(frame)))[:, 1]
 
     def decide(self, scores: np.ndarray) -> np.ndarray:
         """True = refuse."""
@@ -270,6 +269,15 @@ def build_estimator(
     return lgb.LGBMClassifier(**{**settings, **candidate.fixed, **params})
 
 
+def model_input(
+    frame: pd.DataFrame, kind: ModelKind, categories: dict[str, list[str]]
+) -> pd.DataFrame:
+    """LightGBM reads category codes; scikit-learn models read NaN (not None) for missing."""
+    if kind == "lightgbm":
+        return encode_categories(frame, categories)
+    return nan_for_missing(frame)
+
+
 def _fit(
     estimator: Any,
     kind: ModelKind,
@@ -278,17 +286,15 @@ def _fit(
     categories: dict[str, list[str]],
 ) -> Any:
     if kind == "lightgbm":
-        encoded = encode_categories(x, categories)
-        return estimator.fit(encoded, y, categorical_feature=list(categories) or "auto")
-    return estimator.fit(x, y)
+        categorical = list(categories) or "auto"
+        return estimator.fit(model_input(x, kind, categories), y, categorical_feature=categorical)
+    return estimator.fit(model_input(x, kind, categories), y)
 
 
 def _predict(
     estimator: Any, kind: ModelKind, x: pd.DataFrame, categories: dict[str, list[str]]
 ) -> np.ndarray:
-    if kind == "lightgbm":
-        x = encode_categories(x, categories)
-    return np.asarray(estimator.predict_proba(x))[:, 1]
+    return np.asarray(estimator.predict_proba(model_input(x, kind, categories)))[:, 1]
 
 
 def out_of_fold_scores(

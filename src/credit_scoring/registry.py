@@ -21,8 +21,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
-from credit_scoring.imputation import nan_for_missing
-from credit_scoring.modeling import CostParams, TrainedModel, encode_categories
+from credit_scoring.modeling import CostParams, TrainedModel
 from credit_scoring.reporting import classification_metrics
 
 logger = logging.getLogger(__name__)
@@ -118,25 +117,24 @@ def log_model(model: TrainedModel, example: pd.DataFrame, registered_name: str) 
         {c: "float64" for c in rows.columns if pd.api.types.is_numeric_dtype(rows[c])}
     )
     scores = model.predict_proba(rows)
+    seen = model.model_input(rows)  # what the estimator reads: the logged signature
     if model.kind == "lightgbm":
-        encoded = encode_categories(rows, model.categories)
         return mlflow.lightgbm.log_model(
             model.estimator.booster_,
             name="model",
             registered_model_name=registered_name,
-            signature=infer_signature(encoded, scores),
-            input_example=encoded.head(3),
+            signature=infer_signature(seen, scores),
+            input_example=seen.head(3),
             metadata=_metadata(model),
         )
-    clean = nan_for_missing(rows)
     return mlflow.sklearn.log_model(
         model.estimator,
         name="model",
         registered_model_name=registered_name,
         serialization_format="skops",
         skops_trusted_types=SKOPS_TRUSTED_TYPES,
-        signature=infer_signature(clean, scores),
-        input_example=clean.head(3),
+        signature=infer_signature(seen, scores),
+        input_example=seen.head(3),
         metadata=_metadata(model),
         pyfunc_predict_fn="predict_proba",
     )

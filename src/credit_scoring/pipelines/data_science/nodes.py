@@ -27,7 +27,6 @@ from credit_scoring.modeling import (
     TrainedModel,
     category_codes,
     directional_violations,
-    encode_categories,
     fit_candidate,
     load_params,
 )
@@ -356,16 +355,15 @@ def _shap_values(
     if model.kind == "dummy":
         return None
     if model.kind == "lightgbm":
-        encoded = encode_categories(sample[model.features], model.categories)
-        values = shap.TreeExplainer(model.estimator)(encoded)
+        values = shap.TreeExplainer(model.estimator)(model.model_input(sample))
         if values.values.ndim == 3:  # (rows, features, classes): keep the default class
             values = values[:, :, 1]
         values.data = sample[model.features].to_numpy()  # show raw values, not codes
         return values
     prep, linear = model.estimator[:-1], model.estimator[-1]
-    design = prep.transform(nan_for_missing(sample[model.features]))
+    design = prep.transform(model.model_input(sample))
     background = prep.transform(
-        nan_for_missing(train[model.features].sample(min(500, len(train)), random_state=0))
+        model.model_input(train.sample(min(500, len(train)), random_state=0))
     )
     names = [n.split("__", 1)[-1] for n in prep.get_feature_names_out()]
     explainer = shap.LinearExplainer(linear, shap.maskers.Independent(np.asarray(background)))
