@@ -202,7 +202,9 @@ def _field(spec: ColumnSpec) -> tuple[Any, Any]:
 
 
 def build_request_model(
-    columns: dict[str, ColumnSpec], name: str = "Application"
+    columns: dict[str, ColumnSpec],
+    name: str = "Application",
+    extra_fields: dict[str, tuple[Any, Any]] | None = None,
 ) -> type[BaseModel]:
     """A strict pydantic model of one row: the same types, bounds and categories as the schema.
 
@@ -210,6 +212,7 @@ def build_request_model(
     error naming the field: the API's request models come from the contract, like pandera's.
     """
     fields = {column: _field(spec) for column, spec in columns.items()}
+    fields.update(extra_fields or {})
     config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=False)
     return create_model(name, __config__=config, **fields)  # type: ignore[call-overload]
 

@@ -27,6 +27,8 @@ from credit_scoring.reporting import classification_metrics
 logger = logging.getLogger(__name__)
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+# Logged in the training run next to the model: what the scoring API is built from.
+SERVING_ARTIFACTS = "serving"
 # Types a scikit-learn model of this project may hold, beyond those skops trusts by default.
 SKOPS_TRUSTED_TYPES = [
     "sklearn.compose._column_transformer._RemainderColsList",

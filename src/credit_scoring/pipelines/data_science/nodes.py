@@ -32,6 +32,7 @@ from credit_scoring.modeling import (
 )
 from credit_scoring.privacy import pseudonymise_series
 from credit_scoring.registry import (
+    SERVING_ARTIFACTS,
     decide,
     decision_report,
     log_model,
@@ -456,8 +457,14 @@ def register_model(
     shap_importance: dict[str, float],
     data_contract: dict[str, Any],
     params: dict[str, Any],
+    outlier_bounds: dict[str, Any] | None = None,
+    processing_params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Log and register the model (alias challenger), gate it, write its card, move aliases last."""
+    """Log and register the model (alias challenger), gate it, write its card, move aliases last.
+
+    The contract, feature declarations and outlier bounds the model was trained with are
+    logged next to it (``serving/``), so the scoring API is built from exactly these.
+    """
     settings = load_params(params)
     name = settings.registry.model_name
     _, target = _columns(data_contract)
@@ -466,6 +473,11 @@ def register_model(
     mlflow.set_tags(tags)
     info = log_model(selected, test, name)
     version = str(info.registered_model_version)
+    mlflow.log_dict(data_contract, f"{SERVING_ARTIFACTS}/data_contract.json")
+    if processing_params is not None:
+        mlflow.log_dict(processing_params, f"{SERVING_ARTIFACTS}/data_processing.json")
+    if outlier_bounds is not None:
+        mlflow.log_dict(outlier_bounds, f"{SERVING_ARTIFACTS}/outlier_bounds.json")
     champion, champion_version, problem = score_champion(
         client, name, test, target, settings.cost, settings.fbeta_beta
     )

@@ -101,6 +101,8 @@ def create_pipeline(**kwargs: object) -> Pipeline:
                     "shap_importance": "shap_importance",
                     "data_contract": CONTRACT,
                     "params": PARAMS,
+                    "outlier_bounds": "outlier_bounds",
+                    "processing_params": "params:data_processing",
                 },
                 outputs={"gate_report": "gate_report", "model_card": "model_card"},
                 name="register_model_node",

@@ -1,0 +1,1 @@
+"""The scoring API: BentoML service, request models, event store, explanations."""

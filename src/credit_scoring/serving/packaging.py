@@ -1,0 +1,167 @@
+"""Bring the champion from the MLflow registry into the BentoML model store, then build.
+
+``python -m credit_scoring.serving.packaging`` (what ``make build`` runs) imports
+``models:/<name>@champion`` as the BentoML model ``<name>``: the MLflow model directory
+(native LightGBM file or skops), and ``serving_spec.json`` with the registry version,
+threshold, features, categories and the contract, feature declarations and outlier bounds
+logged by the training run itself. The bento is then built from ``bentofile.yaml``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import bentoml
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+
+from credit_scoring.pipelines.data_processing.nodes import _settings as processing_settings
+from credit_scoring.project_config import PROJECT_ROOT, project_parameters
+from credit_scoring.registry import CHAMPION, SERVING_ARTIFACTS
+from credit_scoring.serving.scorer import BACKGROUND_FILE
+from credit_scoring.serving.spec import MODEL_DIR, SPEC_FILE, ServingLimits, ServingSpec
+
+logger = logging.getLogger(__name__)
+
+
+def _run_artifact(run_id: str, name: str) -> Any | None:
+    try:
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=f"{SERVING_ARTIFACTS}/{name}"
+        )
+    except Exception:  # noqa: BLE001 - older runs did not log it
+        return None
+    return json.loads(Path(path).read_text())
+
+
+def import_champion(
+    model_name: str,
+    alias: str = CHAMPION,
+    limits: dict[str, Any] | None = None,
+    background: pd.DataFrame | None = None,
+    fallback: dict[str, Any] | None = None,
+) -> bentoml.Model:
+    """Import ``models:/<model_name>@<alias>``; returns the BentoML model.
+
+    ``fallback`` (keys data_contract, data_processing, outlier_bounds) is used only for a run
+    that did not log its own serving artifacts.
+    """
+    client = MlflowClient()
+    version = client.get_model_version_by_alias(model_name, alias)
+    uri = f"models:/{model_name}/{version.version}"
+    info = mlflow.models.get_model_info(uri)
+    meta = info.metadata or {}
+    run_id = version.run_id
+    logged = {
+        key: _run_artifact(run_id, f"{key}.json") if run_id else None
+        for key in ("data_contract", "data_processing", "outlier_bounds")
+    }
+    for key, value in logged.items():
+        if value is None:
+            if not fallback or key not in fallback:
+                raise RuntimeError(
+                    f"Run {run_id} of {uri} did not log {SERVING_ARTIFACTS}/{key}.json; retrain "
+                    "with this version of the pipeline (`make run`)."
+                )
+            logger.warning("Run %s lacks %s.json: using the project's current one", run_id, key)
+            logged[key] = fallback[key]
+    spec = ServingSpec(
+        model_name=model_name,
+        model_version=str(version.version),
+        run_id=run_id,
+        candidate=meta.get("candidate", "unknown"),
+        kind=meta["kind"],
+        threshold=float(meta["threshold"]),
+        features=list(meta["features"]),
+        categories=dict(meta.get("categories") or {}),
+        data_contract=logged["data_contract"],
+        feature_spec=processing_settings(logged["data_processing"])
+        .feature_spec()
+        .model_dump(mode="json"),
+        outlier_bounds=logged["outlier_bounds"],
+        limits=ServingLimits.model_validate(limits or {}),
+    )
+    local = mlflow.artifacts.download_artifacts(uri)
+    labels = {"stage": alias, "candidate": spec.candidate}
+    metadata = {
+        "mlflow_model_uri": uri,
+        "mlflow_run_id": run_id or "",
+        "model_version": spec.model_version,
+        "threshold": spec.threshold,
+        "features": spec.features,
+        "kind": spec.kind,
+    }
+    with bentoml.models.create(model_name, labels=labels, metadata=metadata) as bento_model:
+        shutil.copytree(local, bento_model.path_of(MODEL_DIR))
+        spec.save(bento_model.path_of(SPEC_FILE))
+        if spec.kind != "lightgbm":
+            if background is None:
+                raise RuntimeError("A non-LightGBM champion needs background rows for SHAP")
+            sample = background[spec.features].sample(
+                min(100, len(background)), random_state=0
+            )
+            sample.to_parquet(bento_model.path_of(BACKGROUND_FILE))
+    logger.info(
+        "Imported %s as BentoML model %s (threshold %.4f)", uri, bento_model.tag, spec.threshold
+    )
+    return bento_model
+
+
+def build_bento(project_root: Path = PROJECT_ROOT) -> str:
+    """``bentoml build`` of ``bentofile.yaml``; returns the bento tag."""
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "bentoml", "build", "--output", "tag",
+            "-f", str(project_root / "bentofile.yaml"), str(project_root / "src"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    tag = result.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
+    logger.info("Built bento %s", tag)
+    return tag
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default=None, help="Kedro configuration environment")
+    parser.add_argument("--no-build", action="store_true", help="import the model only")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    mlflow.set_tracking_uri(
+        os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}"
+    )
+    params = project_parameters(args.env)
+    serving = params.get("serving", {})
+    primary = PROJECT_ROOT / "data/03_primary/applications_primary.parquet"
+    background = pd.read_parquet(primary) if primary.exists() else None
+    import_champion(
+        params["data_science"]["registry"]["model_name"],
+        limits=serving.get("limits"),
+        background=background,
+        fallback={
+            "data_contract": params["data_contract"],
+            "data_processing": params["data_processing"],
+            "outlier_bounds": _json_or_none(PROJECT_ROOT / "data/06_models/outlier_bounds.json"),
+        },
+    )
+    if not args.no_build:
+        print(build_bento())
+
+
+def _json_or_none(path: Path) -> Any | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""Score and explain applications with the packaged champion.
+
+LightGBM (the usual champion) is scored with its native ``Booster`` on a NumPy row built by
+``features.RowTransformer``: tens of microseconds per application, no pandas on the hot
+path. Its SHAP values are LightGBM's exact TreeSHAP (``pred_contrib``), in log-odds. Other
+scikit-learn champions go through a DataFrame and a permutation SHAP explainer on a small
+background sample stored with the model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from credit_scoring.modeling import encode_categories, model_input
+from credit_scoring.serving.spec import MODEL_DIR, ServingSpec
+
+BACKGROUND_FILE = "background.parquet"
+
+
+@dataclass(frozen=True)
+class Contribution:
+    feature: str
+    value: float | str | None
+    shap_value: float
+
+
+@dataclass(frozen=True)
+class Explanation:
+    probability: float
+    base_value: float
+    units: str  # "log_odds" (TreeSHAP) or "probability" (permutation SHAP)
+    contributions: list[Contribution]  # sorted by |shap_value|, largest first
+
+
+def _plain(value: Any) -> float | str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    number = float(value)
+    return None if math.isnan(number) else number
+
+
+class Scorer:
+    """The champion with its threshold, its feature code and its explainer."""
+
+    def __init__(self, spec: ServingSpec, model_path: Path) -> None:
+        self.spec = spec
+        self.threshold = spec.threshold
+        self.features = spec.features
+        self.transformer = spec.transformer()
+        self.booster: Any = None
+        self.estimator: Any = None
+        self._explainer: Any = None
+        if spec.kind == "lightgbm":
+            import lightgbm as lgb
+
+            self.booster = lgb.Booster(model_file=str(model_path / MODEL_DIR / "model.lgb"))
+            if self.booster.feature_name() != self.features:
+                raise ValueError(
+                    "The packaged booster's features differ from serving_spec.json; rebuild "
+                    "the bento with `make build`."
+                )
+        else:
+            import mlflow.sklearn
+
+            self.estimator = mlflow.sklearn.load_model(str(model_path / MODEL_DIR))
+            background = pd.read_parquet(model_path / BACKGROUND_FILE)
+            self._explainer = self._permutation_explainer(background[self.features])
+
+    # --- scores -------------------------------------------------------------------------
+
+    def probabilities(self, records: list[dict[str, Any]]) -> np.ndarray:
+        if self.booster is not None:
+            rows = np.vstack([self.transformer.vector(r) for r in records])
+            return np.asarray(self.booster.predict(rows, num_threads=1), dtype=float)
+        frame = self.frame(records)
+        scores = self.estimator.predict_proba(model_input(frame, self.spec.kind, {}))  # type: ignore[arg-type]
+        return np.asarray(scores)[:, 1]
+
+    def probability(self, record: dict[str, Any]) -> float:
+        if self.booster is not None:
+            row = self.transformer.vector(record)
+            return float(self.booster.predict(row, num_threads=1)[0])
+        return float(self.probabilities([record])[0])
+
+    def refuse(self, probability: float) -> bool:
+        return probability >= self.threshold
+
+    def frame(self, records: list[dict[str, Any]]) -> pd.DataFrame:
+        """Processed records as the pipeline's primary table holds them (model features)."""
+        rows = [self.transformer.record(r) for r in records]
+        frame = pd.DataFrame(rows).reindex(columns=self.features)
+        for column in self.spec.categories:
+            if column in frame:
+                frame[column] = frame[column].astype(object)
+        return frame
+
+    # --- explanations -------------------------------------------------------------------
+
+    def explain(self, record: dict[str, Any]) -> Explanation:
+        processed = self.transformer.record(record)
+        if self.booster is not None:
+            row = self.transformer.vector(record)
+            contrib = np.asarray(self.booster.predict(row, pred_contrib=True, num_threads=1))[0]
+            values, base = contrib[:-1], float(contrib[-1])
+            probability = float(self.booster.predict(row, num_threads=1)[0])  # same as /predict
+            units = "log_odds"
+        else:
+            encoded = encode_categories(self.frame([record]), self.spec.categories)
+            result = self._explainer(encoded.to_numpy(dtype=float))
+            values = np.asarray(result.values)[0]
+            base = float(np.asarray(result.base_values).reshape(-1)[0])
+            probability = self.probability(record)
+            units = "probability"
+        order = np.argsort(-np.abs(values), kind="stable")
+        contributions = [
+            Contribution(
+                feature=self.features[i],
+                value=_plain(processed.get(self.features[i])),
+                shap_value=float(values[i]),
+            )
+            for i in order
+        ]
+        return Explanation(probability, base, units, contributions)
+
+    def reasons(self, explanation: Explanation, top: int | None = None) -> list[str]:
+        """The largest contributions in plain words."""
+        top = top or self.spec.limits.top_reasons
+        out = []
+        for c in explanation.contributions[:top]:
+            if c.shap_value == 0.0:
+                break
+            direction = "raises" if c.shap_value > 0 else "lowers"
+            shown = "missing" if c.value is None else _format(c.value)
+            out.append(f"{self.spec.describe(c.feature)} ({shown}) {direction} the risk of default")
+        return out
+
+    def _permutation_explainer(self, background: pd.DataFrame) -> Any:
+        import shap
+
+        encoded = encode_categories(background, self.spec.categories).to_numpy(dtype=float)
+        decode = {
+            i: self.spec.categories[name]
+            for i, name in enumerate(self.features)
+            if name in self.spec.categories
+        }
+
+        def positive(x: np.ndarray) -> np.ndarray:
+            frame = pd.DataFrame(x, columns=self.features).astype(object)
+            for i, values in decode.items():
+                frame.iloc[:, i] = [
+                    values[int(v)] if v == v and 0 <= v < len(values) else np.nan
+                    for v in x[:, i]
+                ]
+            for i, name in enumerate(self.features):
+                if i not in decode:
+                    frame[name] = frame[name].astype(float)
+            scores = self.estimator.predict_proba(model_input(frame, self.spec.kind, {}))  # type: ignore[arg-type]
+            return np.asarray(scores)[:, 1]
+
+        masker = shap.maskers.Independent(encoded, max_samples=len(encoded))
+        return shap.explainers.Permutation(positive, masker)
+
+
+def _format(value: float | str) -> str:
+    if isinstance(value, str):
+        return value
+    return f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"

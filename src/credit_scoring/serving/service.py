@@ -1,0 +1,319 @@
+"""The scoring API (BentoML): ``bentoml serve credit_scoring.serving.service:CreditScoring``.
+
+Routes: POST /predict, /predict_batch, /explain; GET /clients/{client_id}/score and
+/clients/{client_id}/explain; GET /healthz, /readyz, /metrics (BentoML's own). The champion
+and its ``serving_spec.json`` come from the BentoML model store (``make build``); request
+models are generated from the data contract frozen in that spec.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+import bentoml
+from bentoml.exceptions import BentoMLException
+from http import HTTPStatus
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from credit_scoring.serving.http import ERROR_SCHEMA, ApiGuard
+from credit_scoring.serving.schemas import (
+    CLIENT_ID_PATTERN,
+    BatchItem,
+    BatchPrediction,
+    ClientId,
+    Explanation,
+    FeatureContribution,
+    Prediction,
+)
+from credit_scoring.serving.scorer import Scorer
+from credit_scoring.serving.settings import ServingSettings
+from credit_scoring.serving.spec import SPEC_FILE, ServingSpec
+from credit_scoring.serving.store import ClientFeatureStore, EventStore, utc_now
+
+logger = logging.getLogger(__name__)
+
+settings = ServingSettings()
+champion = bentoml.models.BentoModel(settings.model_tag)
+SPEC = ServingSpec.load(champion.stored.path_of(SPEC_FILE))
+Application = SPEC.request_model()
+ID_COLUMN = SPEC.contract.pseudonymised_id_column
+
+PROBABILITY = bentoml.metrics.Histogram(
+    name="credit_scoring_predicted_probability",
+    documentation="Predicted probability of default of scored applications",
+    buckets=(0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+)
+DECISIONS = bentoml.metrics.Counter(
+    name="credit_scoring_decisions",
+    documentation="Decisions returned, by outcome",
+    labelnames=["decision"],
+)
+REJECTED = bentoml.metrics.Counter(
+    name="credit_scoring_rejected_requests",
+    documentation="Requests refused, by reason (invalid, too_large, not_found, bad_request)",
+    labelnames=["reason"],
+)
+MODEL_INFO = bentoml.metrics.Gauge(
+    name="credit_scoring_model_info",
+    documentation="The model being served (value 1), labelled with its registry version",
+    labelnames=["model_name", "model_version", "candidate"],
+    multiprocess_mode="max",
+)
+
+
+class PayloadTooLarge(BentoMLException):
+    error_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+async def _client_route(request: Request) -> JSONResponse:
+    client_id = request.path_params["client_id"]
+    if not re.fullmatch(CLIENT_ID_PATTERN, client_id):
+        return _error(
+            422,
+            "client_id must be a pseudonymised id (64 lowercase hex characters), not a raw id.",
+            errors=[{"field": "path.client_id", "rule": "pattern", "message": CLIENT_ID_PATTERN}],
+        )
+    service: CreditScoring = bentoml.get_current_service()  # type: ignore[assignment]
+    record = await run_in_threadpool(service.clients.get, client_id)
+    if record is None:
+        return _error(
+            404,
+            f"No client with id {client_id} in the client feature store. Check the id, or "
+            "score the application with POST /predict.",
+        )
+    if request.path_params["action"] == "explain":
+        body = service.explain_record(record, "clients_explain", client_id)
+    else:
+        body = service.score_record(record, "clients_score", client_id)
+    return JSONResponse(body.model_dump(mode="json"))
+
+
+clients_app = Starlette(
+    routes=[Route("/{client_id}/{action:str}", _client_route, methods=["GET"])]
+)
+
+
+def _openapi(spec: dict[str, Any]) -> dict[str, Any]:
+    """Document what the guard adds: 413/422 bodies and the client lookup routes."""
+    ref = {"$ref": "#/components/schemas/ApiError"}
+    error = {"application/json": {"schema": ref}}
+    components = spec.setdefault("components", {}).setdefault("schemas", {})
+    components["ApiError"] = ERROR_SCHEMA
+    for path, item in spec.get("paths", {}).items():
+        post = item.get("post")
+        if post and path.startswith(("/predict", "/explain")):
+            post["responses"]["400"] = {"description": "Bad Request", "content": error}
+            post["responses"]["413"] = {"description": "Body or batch too large", "content": error}
+            post["responses"]["422"] = {"description": "Invalid field(s)", "content": error}
+    for action, model in (("score", Prediction), ("explain", Explanation)):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(schema.pop("$defs", {}))
+        components[model.__name__] = schema
+        spec["paths"][f"/clients/{{client_id}}/{action}"] = {
+            "get": {
+                "operationId": f"clients_{action}",
+                "tags": ["Service APIs"],
+                "description": f"{action.capitalize()} a known client from the feature store.",
+                "parameters": [
+                    {
+                        "name": "client_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": CLIENT_ID_PATTERN},
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": f"#/components/schemas/{model.__name__}"}
+                            }
+                        },
+                    },
+                    "404": {"description": "Unknown client", "content": error},
+                    "422": {"description": "Malformed client id", "content": error},
+                },
+            }
+        }
+    return spec
+
+
+@bentoml.asgi_app(clients_app, path="/clients")
+@bentoml.service(
+    name="credit_scoring",
+    workers=settings.workers,
+    traffic={"timeout": 30},
+    logging={"access": {"enabled": False}},
+)
+class CreditScoring:
+    """Scores loan applications with the champion model and explains its decisions."""
+
+    model = champion
+
+    def __init__(self) -> None:
+        self.spec = SPEC
+        self.scorer = Scorer(SPEC, Path(self.model.path))
+        self.clients = ClientFeatureStore(settings.database_url, ID_COLUMN)
+        self.events: EventStore | None = None
+        if settings.log_events:
+            self.events = EventStore(
+                settings.database_url,
+                batch_size=settings.event_batch_size,
+                flush_seconds=settings.event_flush_seconds,
+            )
+        self.scorer.explain(self._example())  # warm the explainer before /readyz says yes
+        MODEL_INFO.labels(
+            model_name=SPEC.model_name, model_version=SPEC.model_version, candidate=SPEC.candidate
+        ).set(1)
+        self.ready = True
+        logger.info(
+            "Serving %s version %s (%s), threshold %.4f",
+            SPEC.model_name,
+            SPEC.model_version,
+            SPEC.candidate,
+            SPEC.threshold,
+        )
+
+    def __is_ready__(self) -> bool:
+        return getattr(self, "ready", False)
+
+    @bentoml.on_shutdown
+    def close(self) -> None:
+        if self.events is not None:
+            self.events.close()
+        self.clients.close()
+
+    # --- API ----------------------------------------------------------------------------
+
+    @bentoml.api(route="/predict")
+    async def predict(
+        self, application: Application, client_id: ClientId | None = None  # type: ignore[valid-type]
+    ) -> Prediction:
+        """Score one application: probability of default and the accept/refuse decision."""
+        return self.score_record(application.model_dump(), "predict", client_id)
+
+    @bentoml.api(route="/predict_batch")
+    def predict_batch(self, applications: list[Application]) -> BatchPrediction:  # type: ignore[valid-type]
+        """Score up to `max_batch_size` applications in one call."""
+        limit = SPEC.limits.max_batch_size
+        if len(applications) > limit:
+            raise PayloadTooLarge(
+                f"{len(applications)} applications in one batch; the limit is {limit}. "
+                "Split the batch."
+            )
+        records = [a.model_dump() for a in applications]
+        if not records:
+            return BatchPrediction(predictions=[], **self._about(uuid.uuid4().hex))
+        scores = self.scorer.probabilities(records)
+        request_id = uuid.uuid4().hex
+        items = []
+        events = []
+        for record, score in zip(records, scores, strict=True):
+            decision = self._observe(float(score))
+            items.append(BatchItem(probability=float(score), decision=decision))
+            events.append(self._event("predict_batch", request_id, None, record, score, decision))
+        if self.events is not None:
+            self.events.record_many(events)
+        return BatchPrediction(predictions=items, **self._about(request_id))
+
+    @bentoml.api(route="/explain")
+    async def explain(
+        self, application: Application, client_id: ClientId | None = None  # type: ignore[valid-type]
+    ) -> Explanation:
+        """Score one application and explain it: signed SHAP values and reasons in words."""
+        return self.explain_record(application.model_dump(), "explain", client_id)
+
+    # --- shared -------------------------------------------------------------------------
+
+    def score_record(self, record: dict[str, Any], endpoint: str, client_id: str | None) -> Prediction:
+        probability = self.scorer.probability(record)
+        decision = self._observe(probability)
+        request_id = uuid.uuid4().hex
+        if self.events is not None:
+            self.events.record(
+                self._event(endpoint, request_id, client_id, record, probability, decision)
+            )
+        return Prediction(probability=probability, decision=decision, **self._about(request_id))
+
+    def explain_record(
+        self, record: dict[str, Any], endpoint: str, client_id: str | None
+    ) -> Explanation:
+        result = self.scorer.explain(record)
+        decision = self._observe(result.probability)
+        request_id = uuid.uuid4().hex
+        if self.events is not None:
+            self.events.record(
+                self._event(endpoint, request_id, client_id, record, result.probability, decision)
+            )
+        return Explanation(
+            probability=result.probability,
+            decision=decision,
+            base_value=result.base_value,
+            units=result.units,  # type: ignore[arg-type]
+            contributions=[
+                FeatureContribution(feature=c.feature, value=c.value, shap_value=c.shap_value)
+                for c in result.contributions
+            ],
+            reasons=self.scorer.reasons(result),
+            **self._about(request_id),
+        )
+
+    def _observe(self, probability: float) -> str:
+        decision = "refuse" if self.scorer.refuse(probability) else "accept"
+        PROBABILITY.observe(probability)
+        DECISIONS.labels(decision=decision).inc()
+        return decision
+
+    def _about(self, request_id: str) -> dict[str, Any]:
+        return {
+            "threshold": SPEC.threshold,
+            "model_name": SPEC.model_name,
+            "model_version": SPEC.model_version,
+            "request_id": request_id,
+        }
+
+    def _event(
+        self,
+        endpoint: str,
+        request_id: str,
+        client_id: str | None,
+        record: dict[str, Any],
+        probability: float,
+        decision: str,
+    ) -> dict[str, Any]:
+        return {
+            "event_time": utc_now(),
+            "request_id": request_id,
+            "endpoint": endpoint,
+            "client_id": client_id,
+            "model_name": SPEC.model_name,
+            "model_version": SPEC.model_version,
+            "features": record,
+            "probability": float(probability),
+            "decision": decision,
+            "threshold": SPEC.threshold,
+        }
+
+    def _example(self) -> dict[str, Any]:
+        return {name: None for name in SPEC.contract.columns}
+
+
+CreditScoring.add_asgi_middleware(
+    ApiGuard,
+    max_body_bytes=SPEC.limits.max_body_bytes,
+    on_reject=lambda reason: REJECTED.labels(reason=reason).inc(),
+    extra_openapi=_openapi,
+)

@@ -1,0 +1,259 @@
+"""Prediction events and the client feature store, in one SQLAlchemy database.
+
+SQLite by default, PostgreSQL in production: one URL (``CREDIT_SCORING_DATABASE_URL``).
+Events are written by a background thread in groups, so a request only appends to a queue;
+``close()`` (called on a clean shutdown) writes everything still queued before returning,
+and events that cannot be written are kept in a spill file rather than dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+logger = logging.getLogger(__name__)
+
+DATABASE_URL_ENV = "CREDIT_SCORING_DATABASE_URL"
+DEFAULT_DATABASE_URL = "sqlite:///data/09_serving/serving.db"
+EVENTS_TABLE = "prediction_events"
+CLIENT_FEATURES_TABLE = "client_features"
+
+metadata = sa.MetaData()
+events_table = sa.Table(
+    EVENTS_TABLE,
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("event_time", sa.DateTime(), nullable=False, index=True, comment="UTC"),
+    sa.Column("request_id", sa.String(36), nullable=False, index=True),
+    sa.Column("endpoint", sa.String(32), nullable=False),
+    sa.Column("client_id", sa.String(128), nullable=True, index=True, comment="pseudonym"),
+    sa.Column("model_name", sa.String(128), nullable=False),
+    sa.Column("model_version", sa.String(32), nullable=False),
+    sa.Column("features", sa.JSON(), nullable=False),
+    sa.Column("probability", sa.Float(), nullable=False),
+    sa.Column("decision", sa.String(8), nullable=False),
+    sa.Column("threshold", sa.Float(), nullable=False),
+)
+
+
+def database_url(environ: dict[str, str] | None = None) -> str:
+    env = os.environ if environ is None else environ
+    return env.get(DATABASE_URL_ENV) or DEFAULT_DATABASE_URL
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL and a busy timeout (several workers write)."""
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, json_serializer=_json, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=10000")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+    return engine
+
+
+def create_schema(engine: Engine) -> None:
+    metadata.create_all(engine, tables=[events_table], checkfirst=True)
+
+
+class EventStore:
+    """Append prediction events; a background thread writes them in groups."""
+
+    def __init__(
+        self,
+        url: str,
+        batch_size: int = 500,
+        flush_seconds: float = 0.2,
+        spill_dir: str | Path | None = None,
+    ) -> None:
+        self.engine = make_engine(url)
+        create_schema(self.engine)
+        self.batch_size = batch_size
+        self.flush_seconds = flush_seconds
+        self.spill_dir = Path(spill_dir) if spill_dir else Path("data/09_serving/unsent")
+        self._queue: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        self._closed = False
+        self.written = 0
+        self._thread = threading.Thread(target=self._run, name="event-writer", daemon=True)
+        self._thread.start()
+
+    def record(self, event: dict[str, Any]) -> None:
+        if self._closed:
+            raise RuntimeError("the event store is closed")
+        self._queue.put(event)
+
+    def record_many(self, events: Iterable[dict[str, Any]]) -> None:
+        for event in events:
+            self.record(event)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write every queued event, then stop. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join(timeout)
+        self.engine.dispose()
+
+    def _run(self) -> None:
+        pending: list[dict[str, Any]] = []
+        while True:
+            item = self._queue.get()  # wait for the first event of a group
+            stopping = item is None
+            if item is not None:
+                pending.append(item)
+            deadline = time.monotonic() + self.flush_seconds
+            while not stopping and len(pending) < self.batch_size:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    item = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                else:
+                    pending.append(item)
+            if stopping:
+                while True:  # anything that raced with close()
+                    try:
+                        late = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if late is not None:
+                        pending.append(late)
+            if pending:
+                pending = self._write(pending, final=stopping)
+            if stopping:
+                return
+
+    def _write(self, events: list[dict[str, Any]], final: bool) -> list[dict[str, Any]]:
+        for attempt in range(3 if final else 1):
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(events_table.insert(), events)
+                self.written += len(events)
+                return []
+            except Exception:  # noqa: BLE001 - the database may be down; keep the events
+                logger.exception("Writing %d prediction event(s) failed", len(events))
+                time.sleep(0.2 * (attempt + 1))
+        if final or len(events) > 100 * self.batch_size:
+            self._spill(events)
+            return []
+        return events  # retried with the next group
+
+    def _spill(self, events: list[dict[str, Any]]) -> None:
+        self.spill_dir.mkdir(parents=True, exist_ok=True)
+        path = self.spill_dir / f"events-{os.getpid()}-{time.time_ns()}.jsonl"
+        with path.open("wb") as handle:
+            for event in events:
+                handle.write(orjson.dumps(event, default=str) + b"\n")
+        logger.error("Kept %d unsent prediction event(s) in %s", len(events), path)
+
+
+def read_events(url: str, limit: int | None = None) -> pd.DataFrame:
+    engine = make_engine(url)
+    try:
+        query = sa.select(events_table).order_by(events_table.c.id)
+        if limit:
+            query = query.limit(limit)
+        with engine.connect() as conn:
+            return pd.DataFrame(conn.execute(query).mappings().all())
+    finally:
+        engine.dispose()
+
+
+def purge_events(url: str, older_than_days: int, now: datetime | None = None) -> int:
+    """Delete events older than the retention period; returns how many were deleted."""
+    if older_than_days < 1:
+        raise ValueError(f"retention_days must be at least 1 (got {older_than_days})")
+    cutoff = (now or datetime.now(UTC)).replace(tzinfo=None) - timedelta(days=older_than_days)
+    engine = make_engine(url)
+    try:
+        create_schema(engine)
+        with engine.begin() as conn:
+            result = conn.execute(events_table.delete().where(events_table.c.event_time < cutoff))
+        return int(result.rowcount or 0)
+    finally:
+        engine.dispose()
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+# --- client feature store ---------------------------------------------------------------
+
+
+def replace_client_features(url: str, frame: pd.DataFrame, id_column: str) -> int:
+    """Replace the client feature table in one transaction (readers never see it half-done)."""
+    if frame[id_column].isna().any() or frame[id_column].duplicated().any():
+        raise ValueError(f"client features need one row per non-empty '{id_column}'")
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            frame.to_sql(CLIENT_FEATURES_TABLE, conn, if_exists="replace", index=False)
+            conn.execute(
+                sa.text(
+                    f'CREATE UNIQUE INDEX "ix_{CLIENT_FEATURES_TABLE}_{id_column}" '
+                    f'ON "{CLIENT_FEATURES_TABLE}" ("{id_column}")'
+                )
+            )
+        return len(frame)
+    finally:
+        engine.dispose()
+
+
+class ClientFeatureStore:
+    """Read the features of one known client by pseudonymised id."""
+
+    def __init__(self, url: str, id_column: str) -> None:
+        self.engine = make_engine(url)
+        self.id_column = id_column
+        self._query = sa.text(
+            f'SELECT * FROM "{CLIENT_FEATURES_TABLE}" WHERE "{id_column}" = :client_id'
+        )
+
+    def available(self) -> bool:
+        return sa.inspect(self.engine).has_table(CLIENT_FEATURES_TABLE)
+
+    def get(self, client_id: str) -> dict[str, Any] | None:
+        """The client's stored features, or None for an unknown id (or an empty store)."""
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(self._query, {"client_id": client_id}).mappings().first()
+        except sa.exc.DBAPIError:
+            if self.available():
+                raise
+            logger.warning("The client feature store is empty: run the data_processing pipeline")
+            return None
+        if row is None:
+            return None
+        return {k: v for k, v in row.items() if k != self.id_column}
+
+    def close(self) -> None:
+        self.engine.dispose()
