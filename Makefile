@@ -8,9 +8,10 @@ RUN := $(UV) run --frozen
 RAW := data/01_raw/application_train.csv
 # Privacy: no usage data leaves the machine (kedro-telemetry, DVC analytics, ...).
 export DO_NOT_TRACK := 1
+export BENTOML_DO_NOT_TRACK := True
 export KEDRO_DISABLE_TELEMETRY := 1
 
-.PHONY: help bootstrap data data-home-credit data-drift run test test-fast lint format ui viz repro dvc-push clean bench-processing bench-training
+.PHONY: help bootstrap data data-home-credit data-drift run test test-fast lint format ui viz repro dvc-push clean bench-processing bench-training build serve purge-events bench-serving
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -49,6 +50,15 @@ format: bootstrap ## Apply ruff fixes and formatting
 	$(RUN) ruff check --fix .
 	$(RUN) ruff format .
 
+build: bootstrap ## Import the MLflow champion into BentoML and build the bento (after make run)
+	UV="$(UV)" $(RUN) python -m credit_scoring.serving.packaging
+
+serve: bootstrap ## Serve the latest bento on 127.0.0.1:3000 (after make build)
+	$(RUN) bentoml serve credit_scoring:latest --host 127.0.0.1 --port $${PORT:-3000}
+
+purge-events: bootstrap ## Delete prediction events older than serving.events.retention_days
+	$(RUN) python -m credit_scoring.serving.retention
+
 ui: bootstrap ## Open the MLflow UI on the embedded store (127.0.0.1:5000)
 	$(RUN) mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db} --host 127.0.0.1 --port 5000
 
@@ -70,3 +80,7 @@ bench-processing: bootstrap ## Time ingestion + processing at Home Credit size (
 
 bench-training: bootstrap ## Model quality and Kedro/MLflow overhead at Home Credit size (~25 min)
 	$(RUN) python bench/training_home_credit.py
+
+bench-serving: bootstrap ## /predict vs mlflow models serve vs a bare ASGI app, with wrk (~5 min)
+	@command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk"; exit 1; }
+	$(RUN) python bench/serving.py

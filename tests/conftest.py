@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,9 @@ from credit_scoring.sandbox import make_project_copy
 from credit_scoring.synthetic import SyntheticParams, generate
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+# Tests never touch the developer's BentoML store: a throw-away one, set before bentoml loads.
+os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="bentoml-test-")
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 
 TEST_KEY = "test-key-0123456789abcdef0123456789abcdef"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+from kedro.io import AbstractDataset
 from kedro_datasets.pandas import CSVDataset
 
 
@@ -15,3 +17,33 @@ class OptionalCSVDataset(CSVDataset):
         if not Path(self._filepath).exists():
             return None
         return super().load()
+
+
+class ClientFeatureStoreDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
+    """The client feature store: one row per known client, read by the scoring API.
+
+    Saving replaces the whole table in one transaction (SQLite or PostgreSQL, by URL), so
+    the API never reads a half-written store. The first column is the (pseudonymised) id.
+    """
+
+    def __init__(self, url: str, metadata: dict[str, Any] | None = None) -> None:
+        self._url = url
+        self.metadata = metadata
+
+    def load(self) -> pd.DataFrame:
+        from credit_scoring.serving.store import CLIENT_FEATURES_TABLE, make_engine
+
+        engine = make_engine(self._url)
+        try:
+            with engine.connect() as conn:
+                return pd.read_sql_table(CLIENT_FEATURES_TABLE, conn)
+        finally:
+            engine.dispose()
+
+    def save(self, data: pd.DataFrame) -> None:
+        from credit_scoring.serving.store import replace_client_features
+
+        replace_client_features(self._url, data, id_column=str(data.columns[0]))
+
+    def _describe(self) -> dict[str, Any]:
+        return {"url": self._url.split("@")[-1]}  # never log credentials

@@ -104,3 +104,39 @@ def test_transform_rows_reproduces_the_pipeline_row_by_row(run_outputs, paramete
     pd.testing.assert_frame_equal(
         served.set_index("client_id")[expected.columns], expected, check_dtype=False, atol=1e-12
     )
+
+
+def test_row_transformer_gives_the_model_exactly_the_pipelines_rows(run_outputs, parameters):
+    """The API's pandas-free hot path equals the pipeline: processed values and model input."""
+    import numpy as np
+
+    from credit_scoring.features import RowTransformer
+    from credit_scoring.modeling import category_codes, model_input
+    from credit_scoring.pipelines.data_processing.nodes import ProcessingParams
+    from credit_scoring.serving.spec import json_records
+
+    contract = load_contract(parameters["data_contract"])
+    spec = ProcessingParams.model_validate(parameters["data_processing"]).feature_spec()
+    primary = run_outputs["applications_primary"].set_index("client_id")
+    features = [c for c in primary.columns if c != contract.target.column]
+    categories = category_codes(primary[features])
+    store = run_outputs["client_features"].set_index("client_id")
+    clients = store.index.intersection(primary.index)[:200]
+    transformer = RowTransformer(spec, run_outputs["outlier_bounds"], features, categories)
+
+    expected = model_input(primary.loc[clients, features], "lightgbm", categories)
+    expected = expected.to_numpy(dtype=float)
+    records = json_records(store.loc[clients], list(store.columns))
+    served = np.vstack([transformer.vector(r) for r in records])
+    np.testing.assert_array_equal(np.isnan(served), np.isnan(expected))
+    np.testing.assert_allclose(served, expected, rtol=0, atol=1e-12, equal_nan=True)
+
+
+def test_client_feature_store_has_one_row_per_client_and_no_target(run_outputs, parameters):
+    store = run_outputs["client_features"]
+    contract = load_contract(parameters["data_contract"])
+    assert store.columns[0] == "client_id" and store["client_id"].is_unique
+    assert contract.target.column not in store.columns
+    assert "SK_ID_CURR" not in store.columns
+    assert {"BUREAU_COUNT", "AMT_CREDIT"} <= set(store.columns)
+    assert (store["BUREAU_COUNT"] >= 0).all()

@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -116,8 +117,23 @@ def import_champion(
     return bento_model
 
 
+def export_requirements(project_root: Path = PROJECT_ROOT) -> Path:
+    """The bento's requirements: the locked versions (``uv export`` of ``uv.lock``)."""
+    target = project_root / "build" / "requirements-serving.txt"
+    target.parent.mkdir(exist_ok=True)
+    uv = shlex.split(os.environ.get("UV", "python3 -m uv"))
+    subprocess.run(
+        [*uv, "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project", "--quiet",
+         "-o", str(target)],
+        cwd=project_root,
+        check=True,
+    )
+    return target
+
+
 def build_bento(project_root: Path = PROJECT_ROOT) -> str:
     """``bentoml build`` of ``bentofile.yaml``; returns the bento tag."""
+    export_requirements(project_root)
     result = subprocess.run(
         [
             sys.executable, "-m", "bentoml", "build", "--output", "tag",
@@ -136,14 +152,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default=None, help="Kedro configuration environment")
     parser.add_argument("--no-build", action="store_true", help="import the model only")
+    parser.add_argument(
+        "--project", type=Path, default=PROJECT_ROOT, help="project folder (conf/, data/)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    root = args.project.resolve()
     mlflow.set_tracking_uri(
-        os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}"
+        os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}"
     )
-    params = project_parameters(args.env)
+    params = project_parameters(args.env, conf_source=root / "conf")
     serving = params.get("serving", {})
-    primary = PROJECT_ROOT / "data/03_primary/applications_primary.parquet"
+    primary = root / "data/03_primary/applications_primary.parquet"
     background = pd.read_parquet(primary) if primary.exists() else None
     import_champion(
         params["data_science"]["registry"]["model_name"],
@@ -152,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
         fallback={
             "data_contract": params["data_contract"],
             "data_processing": params["data_processing"],
-            "outlier_bounds": _json_or_none(PROJECT_ROOT / "data/06_models/outlier_bounds.json"),
+            "outlier_bounds": _json_or_none(root / "data/06_models/outlier_bounds.json"),
         },
     )
     if not args.no_build:

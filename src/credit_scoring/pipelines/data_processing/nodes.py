@@ -248,3 +248,27 @@ def summarise_processing(
         "outlier_bounds": outlier_bounds,
         "imputation_groups": imputation_groups,
     }
+
+
+def build_client_features(
+    applications: pd.DataFrame,
+    data_contract: dict[str, Any],
+    params: dict[str, Any],
+    **aggregates: pd.DataFrame,
+) -> pd.DataFrame:
+    """The client feature store: what the API needs to score a known client by id.
+
+    The contract's columns as validated (the API applies the same row-level processing as
+    training), one row per client (the latest application), plus the per-client aggregates
+    of each secondary table. No target, no raw id: only the pseudonym.
+    """
+    contract = load_contract(data_contract)
+    spec = _settings(params).feature_spec()
+    id_column = contract.pseudonymised_id_column
+    columns = [c for c in contract.columns if c in applications.columns]
+    out = applications[[id_column, *columns]].drop_duplicates(id_column, keep="last")
+    for name, table in aggregates.items():
+        agg_spec = spec.secondary_aggregations[name]
+        count = f"{agg_spec.prefix}{agg_spec.count_column}" if agg_spec.count_column else None
+        out = join_aggregates(out, table, id_column, count)
+    return out.reset_index(drop=True)

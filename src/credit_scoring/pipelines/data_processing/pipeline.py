@@ -8,6 +8,7 @@ from credit_scoring.contracts import DataContract
 
 from .nodes import (
     aggregate_table,
+    build_client_features,
     build_features,
     deduplicate_rows,
     drop_duplicate_columns,
@@ -87,6 +88,17 @@ def create_pipeline(contract: DataContract) -> Pipeline:
             inputs=["applications_primary", CONTRACT, PARAMS],
             outputs={"table": "model_input_table", "groups": "imputation_groups"},
             name="impute_missing_values_node",
+        ),
+        Node(
+            func=build_client_features,
+            inputs={
+                "applications": "applications_validated",
+                "data_contract": CONTRACT,
+                "params": PARAMS,
+                **aggregates,
+            },
+            outputs="client_features",
+            name="build_client_features_node",
         ),
         Node(
             func=summarise_processing,

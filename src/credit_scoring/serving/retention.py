@@ -1,0 +1,35 @@
+"""Delete prediction events older than the retention period (GDPR storage limitation).
+
+``python -m credit_scoring.serving.retention`` (``make purge-events``) reads
+``serving.events.retention_days`` from the project's parameters, or ``--days``, and the
+database from ``CREDIT_SCORING_DATABASE_URL``. Run it daily (a cron job or a Kubernetes
+CronJob); it prints how many events it deleted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from credit_scoring.project_config import project_parameters
+from credit_scoring.serving.store import database_url, purge_events
+
+logger = logging.getLogger(__name__)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--days", type=int, default=None, help="override retention_days")
+    parser.add_argument("--env", default=None, help="Kedro configuration environment")
+    args = parser.parse_args(argv)
+    days = args.days
+    if days is None:
+        days = int(project_parameters(args.env)["serving"]["events"]["retention_days"])
+    url = database_url()
+    deleted = purge_events(url, days)
+    print(f"Deleted {deleted} prediction event(s) older than {days} day(s).")
+    return deleted
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""One trained project for all serving tests: a real `kedro run`, a champion, a BentoML model.
+
+The project runs once per session in a throw-away copy (3,000 generated applications, short
+searches), so the API is tested against a model, a feature store and outlier bounds that the
+real pipelines produced. BentoML's store is a temporary BENTOML_HOME (set in tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from credit_scoring.sandbox import kedro_run, make_project_copy
+from credit_scoring.synthetic import main as generate_main
+from tests.conftest import TEST_KEY
+
+FAST_SEARCH = (
+    "data_science.candidates.lightgbm.search.n_trials=3,"
+    "data_science.candidates.logistic_regression.search.n_trials=2,"
+    "data_science.explanations.sample_size=200"
+)
+
+
+@pytest.fixture(scope="session")
+def trained_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = make_project_copy(tmp_path_factory.mktemp("served"))
+    generate_main(["--n-applications", "3000", "--output-dir", str(root / "data/01_raw")])
+    result = kedro_run(root, "--params", FAST_SEARCH, key=TEST_KEY, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return root
+
+
+@pytest.fixture(scope="session")
+def serving_db(trained_project: Path) -> str:
+    """The project's own database: the pipeline filled its client feature store."""
+    return f"sqlite:///{trained_project / 'data/09_serving/serving.db'}"
+
+
+@pytest.fixture(scope="session")
+def bento_model(trained_project: Path) -> str:
+    """`python -m credit_scoring.serving.packaging --no-build`: the tested import step."""
+    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{trained_project / 'mlflow.db'}")
+    result = subprocess.run(
+        [sys.executable, "-m", "credit_scoring.serving.packaging", "--no-build",
+         "--project", str(trained_project)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    import bentoml
+
+    return str(bentoml.models.get("credit_scoring:latest").tag)
+
+
+@pytest.fixture(scope="session")
+def service_module(bento_model: str, serving_db: str) -> Iterator[ModuleType]:
+    """The service module, imported with the test model and database."""
+    saved = {k: os.environ.get(k) for k in ("CREDIT_SCORING_MODEL_TAG", "CREDIT_SCORING_DATABASE_URL")}
+    os.environ["CREDIT_SCORING_MODEL_TAG"] = bento_model
+    os.environ["CREDIT_SCORING_DATABASE_URL"] = serving_db
+    module = importlib.import_module("credit_scoring.serving.service")
+    module = importlib.reload(module)
+    yield module
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def http(service_module: ModuleType) -> Iterator[Any]:
+    """HTTP through `to_asgi()` with a test client (lifespan: the service starts and stops)."""
+    from starlette.testclient import TestClient
+
+    with TestClient(service_module.CreditScoring.to_asgi()) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def primary(trained_project: Path) -> pd.DataFrame:
+    return pd.read_parquet(trained_project / "data/03_primary/applications_primary.parquet")
+
+
+@pytest.fixture(scope="session")
+def client_features(trained_project: Path, serving_db: str) -> pd.DataFrame:
+    from credit_scoring.datasets import ClientFeatureStoreDataset
+
+    return ClientFeatureStoreDataset(serving_db).load()
+
+
+@pytest.fixture(scope="session")
+def application(service_module: ModuleType, client_features: pd.DataFrame) -> dict[str, Any]:
+    """A valid request body: one known client's stored features."""
+    from credit_scoring.serving.spec import json_records
+
+    spec = service_module.SPEC
+    return json_records(client_features.head(1), spec.request_columns())[0]
