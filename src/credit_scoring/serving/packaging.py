@@ -119,8 +119,7 @@ def import_champion(
 
 def export_requirements(project_root: Path = PROJECT_ROOT) -> Path:
     """The bento's requirements: the locked versions (``uv export`` of ``uv.lock``)."""
-    target = project_root / "build" / "requirements-serving.txt"
-    target.parent.mkdir(exist_ok=True)
+    target = project_root / "src" / "requirements-serving.txt"  # inside the build context
     uv = shlex.split(os.environ.get("UV", "python3 -m uv"))
     subprocess.run(
         [*uv, "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project", "--quiet",

@@ -23,4 +23,11 @@ class ServingSettings(BaseSettings):
     event_flush_seconds: float = Field(
         0.2, gt=0, le=10, description="longest wait before a group of events is written"
     )
+    freeze_gc: bool = Field(True, description="gc.freeze() after start-up (tail latency)")
+    request_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="a request still running after this gets HTTP 504",
+    )
     workers: int = Field(2, ge=1, le=64, description="API worker processes")
