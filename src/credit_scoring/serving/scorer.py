@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from credit_scoring.modeling import encode_categories, model_input
+from credit_scoring.modeling import category_codes, encode_categories, model_input
 from credit_scoring.serving.spec import MODEL_DIR, ServingSpec
 
 BACKGROUND_FILE = "background.parquet"
@@ -58,6 +58,7 @@ class Scorer:
         self.booster: Any = None
         self.estimator: Any = None
         self._explainer: Any = None
+        self.codes: dict[str, list[str]] = spec.categories
         if spec.kind == "lightgbm":
             import lightgbm as lgb
 
@@ -71,8 +72,15 @@ class Scorer:
             import mlflow.sklearn
 
             self.estimator = mlflow.sklearn.load_model(str(model_path / MODEL_DIR))
-            background = pd.read_parquet(model_path / BACKGROUND_FILE)
-            self._explainer = self._permutation_explainer(background[self.features])
+            background = pd.read_parquet(model_path / BACKGROUND_FILE)[self.features]
+            # The explainer works on numbers: text columns as codes (the contract's categories).
+            declared = {
+                name: list(col.allowed or [])
+                for name, col in spec.contract.columns.items()
+                if col.allowed
+            }
+            self.codes = category_codes(background, declared)
+            self._explainer = self._permutation_explainer(background)
 
     # --- scores -------------------------------------------------------------------------
 
@@ -97,7 +105,7 @@ class Scorer:
         """Processed records as the pipeline's primary table holds them (model features)."""
         rows = [self.transformer.record(r) for r in records]
         frame = pd.DataFrame(rows).reindex(columns=self.features)
-        for column in self.spec.categories:
+        for column in self.codes:
             if column in frame:
                 frame[column] = frame[column].astype(object)
         return frame
@@ -113,7 +121,7 @@ class Scorer:
             probability = float(self.booster.predict(row, num_threads=1)[0])  # same as /predict
             units = "log_odds"
         else:
-            encoded = encode_categories(self.frame([record]), self.spec.categories)
+            encoded = encode_categories(self.frame([record]), self.codes)
             result = self._explainer(encoded.to_numpy(dtype=float))
             values = np.asarray(result.values)[0]
             base = float(np.asarray(result.base_values).reshape(-1)[0])
@@ -145,12 +153,8 @@ class Scorer:
     def _permutation_explainer(self, background: pd.DataFrame) -> Any:
         import shap
 
-        encoded = encode_categories(background, self.spec.categories).to_numpy(dtype=float)
-        decode = {
-            i: self.spec.categories[name]
-            for i, name in enumerate(self.features)
-            if name in self.spec.categories
-        }
+        encoded = encode_categories(background, self.codes).to_numpy(dtype=float)
+        decode = {i: self.codes[name] for i, name in enumerate(self.features) if name in self.codes}
 
         def positive(x: np.ndarray) -> np.ndarray:
             frame = pd.DataFrame(x, columns=self.features).astype(object)

@@ -1,0 +1,66 @@
+"""The scorer with a scikit-learn champion (logistic regression): scores and SHAP."""
+
+from __future__ import annotations
+
+import mlflow.sklearn
+import numpy as np
+import pandas as pd
+import pytest
+
+from credit_scoring.modeling import Candidate, CostParams, FitContext, category_codes, fit_candidate
+from credit_scoring.registry import SKOPS_TRUSTED_TYPES
+from credit_scoring.serving.scorer import BACKGROUND_FILE, Scorer
+from credit_scoring.serving.spec import MODEL_DIR, ServingSpec, json_records
+
+
+def test_a_logistic_regression_champion_scores_and_explains(
+    tmp_path, primary, client_features, service_module, parameters
+):
+    lightgbm_spec = service_module.SPEC
+    target = lightgbm_spec.contract.target.column
+    x = primary[lightgbm_spec.features]
+    y = primary[target].to_numpy()
+    declared = {n: c.allowed for n, c in lightgbm_spec.contract.columns.items() if c.allowed}
+    ctx = FitContext(groups=[], categories=category_codes(x, declared), folds=2, random_state=0)
+    from credit_scoring.imputation import load_groups
+
+    ctx = FitContext(
+        groups=load_groups(parameters["data_processing"]["imputation"]),
+        categories=ctx.categories,
+        folds=2,
+        random_state=0,
+    )
+    candidate = Candidate(kind="logistic_regression", class_weight="balanced")
+    model, _ = fit_candidate("logistic_regression", candidate, x, y, ctx, CostParams())
+
+    mlflow.sklearn.save_model(
+        model.estimator,
+        tmp_path / MODEL_DIR,
+        serialization_format="skops",
+        skops_trusted_types=SKOPS_TRUSTED_TYPES,
+    )
+    x.sample(60, random_state=1).to_parquet(tmp_path / BACKGROUND_FILE)
+    spec = ServingSpec.model_validate(
+        {
+            **lightgbm_spec.model_dump(),
+            "candidate": "logistic_regression",
+            "kind": "logistic_regression",
+            "threshold": model.threshold,
+            "categories": {},
+        }
+    )
+    scorer = Scorer(spec, tmp_path)
+
+    ids = pd.Index(client_features["client_id"]).intersection(primary["client_id"])[:40]
+    records = json_records(
+        client_features.set_index("client_id").loc[ids].reset_index(), spec.request_columns()
+    )
+    expected = model.predict_proba(primary.set_index("client_id").loc[ids].reset_index())
+    np.testing.assert_allclose(scorer.probabilities(records), expected, rtol=0, atol=1e-9)
+    assert scorer.probability(records[0]) == pytest.approx(expected[0], abs=1e-12)
+
+    explanation = scorer.explain(records[0])
+    assert explanation.units == "probability"
+    total = explanation.base_value + sum(c.shap_value for c in explanation.contributions)
+    assert total == pytest.approx(explanation.probability, abs=1e-6)  # SHAP efficiency
+    assert scorer.reasons(explanation)
