@@ -38,7 +38,13 @@ ERROR_SCHEMA: dict[str, Any] = {
         },
     },
 }
-REASONS = {400: "bad_request", 404: "not_found", 413: "too_large", 422: "invalid"}
+REASONS = {
+    400: "bad_request",
+    404: "not_found",
+    413: "too_large",
+    415: "not_json",
+    422: "invalid",
+}
 
 
 def _field_path(loc: list[Any]) -> str:
@@ -96,6 +102,11 @@ class ApiGuard:
             await self.app(scope, receive, send)
             return
         if scope["method"] == "POST":
+            if not _is_json(scope):
+                await self._refuse(
+                    send, 415, "Send the body as JSON with `Content-Type: application/json`."
+                )
+                return
             body = await self._read_body(scope, receive, send)
             if body is None:
                 return
@@ -130,14 +141,16 @@ class ApiGuard:
                 return b"".join(chunks)
 
     async def _too_large(self, send: Send) -> None:
-        self.on_reject(REASONS[413])
-        start, body = _json_response(
+        await self._refuse(
+            send,
             413,
-            {
-                "error": f"The request body is larger than {self.max_body_bytes} bytes. Send "
-                "fewer applications per request (see max_batch_size)."
-            },
+            f"The request body is larger than {self.max_body_bytes} bytes. Send fewer "
+            "applications per request (see max_batch_size).",
         )
+
+    async def _refuse(self, send: Send, status: int, message: str) -> None:
+        self.on_reject(REASONS[status])
+        start, body = _json_response(status, {"error": message})
         await send(start)
         await send(body)
 
@@ -153,6 +166,14 @@ class ApiGuard:
         start, body = _json_response(200, self.extra_openapi(json.loads(raw)))
         await send(start)
         await send(body)
+
+
+def _is_json(scope: Scope) -> bool:
+    for name, value in scope.get("headers", []):
+        if name == b"content-type":
+            media = value.split(b";")[0].strip().lower()
+            return media == b"application/json" or media.endswith(b"+json")
+    return True  # no Content-Type: read as JSON, like BentoML does
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -61,7 +61,7 @@ DECISIONS = bentoml.metrics.Counter(
 )
 REJECTED = bentoml.metrics.Counter(
     name="credit_scoring_rejected_requests",
-    documentation="Requests refused, by reason (invalid, too_large, not_found, bad_request)",
+    documentation="Requests refused, by reason (invalid, too_large, not_json, not_found, ...)",
     labelnames=["reason"],
 )
 MODEL_INFO = bentoml.metrics.Gauge(
@@ -119,6 +119,7 @@ def _openapi(spec: dict[str, Any]) -> dict[str, Any]:
         if post and path.startswith(("/predict", "/explain")):
             post["responses"]["400"] = {"description": "Bad Request", "content": error}
             post["responses"]["413"] = {"description": "Body or batch too large", "content": error}
+            post["responses"]["415"] = {"description": "Body is not JSON", "content": error}
             post["responses"]["422"] = {"description": "Invalid field(s)", "content": error}
     for action, model in (("score", Prediction), ("explain", Explanation)):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")

@@ -1,0 +1,139 @@
+"""The built bento under a real `bentoml serve` on loopback: client, metrics, fuzzing, shutdown."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from credit_scoring.serving.store import read_events
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def bento(bento_model: str) -> str:
+    """`make build`'s second half: `bentoml build` of bentofile.yaml (the model is imported)."""
+    result = subprocess.run(
+        [sys.executable, "-c",
+         "from credit_scoring.serving.packaging import build_bento; print(build_bento())"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    tag = result.stdout.strip().splitlines()[-1]
+    assert tag.startswith("credit_scoring:")
+    return tag
+
+
+@pytest.fixture(scope="module")
+def server(bento: str, trained_project: Path, tmp_path_factory) -> Iterator[dict[str, Any]]:
+    folder = tmp_path_factory.mktemp("serve")
+    db = folder / "serving.db"
+    shutil.copy(trained_project / "data/09_serving/serving.db", db)  # the pipeline's feature store
+    url = f"sqlite:///{db}"
+    port = free_port()
+    env = dict(
+        os.environ,
+        CREDIT_SCORING_DATABASE_URL=url,
+        CREDIT_SCORING_EVENT_FLUSH_SECONDS="5",  # events still queued when SIGTERM arrives
+        CREDIT_SCORING_EVENT_BATCH_SIZE="100000",
+    )
+    log = (folder / "serve.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bentoml", "serve", bento, "--host", "127.0.0.1",
+         "--port", str(port)],
+        cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert process.poll() is None, (folder / "serve.log").read_text()[-3000:]
+        time.sleep(0.5)
+    else:
+        os.killpg(process.pid, signal.SIGKILL)
+        pytest.fail("bentoml serve was not ready in 120 s:\n" + (folder / "serve.log").read_text()[-3000:])
+    info = {"url": base, "db": url, "process": process, "log": folder / "serve.log"}
+    yield info
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def test_scoring_through_the_bentoml_client(server, application, client_features):
+    import bentoml
+
+    client_id = client_features["client_id"].iloc[0]
+    with bentoml.SyncHTTPClient(server["url"]) as client:
+        prediction = client.predict(application=application)
+        explanation = client.explain(application=application, client_id=client_id)
+    assert prediction["decision"] in ("accept", "refuse")
+    assert explanation["probability"] == pytest.approx(prediction["probability"], abs=1e-12)
+    by_id = httpx.get(f"{server['url']}/clients/{client_id}/score").json()
+    assert by_id["probability"] == pytest.approx(prediction["probability"], abs=1e-12)
+
+
+def test_prometheus_metrics(server, application):
+    httpx.post(f"{server['url']}/predict", json={"application": application})
+    httpx.post(f"{server['url']}/predict", json={"application": {**application, "CODE_GENDER": "?"}})
+    text = httpx.get(f"{server['url']}/metrics").text
+    decisions = sum(
+        float(v) for v in re.findall(r'^credit_scoring_decisions_total\{decision="\w+"\} (\S+)', text, re.M)
+    )
+    assert decisions >= 1
+    assert re.search(r'^credit_scoring_rejected_requests_total\{reason="invalid"\} [1-9]', text, re.M)
+    assert re.search(r"^credit_scoring_predicted_probability_count \S+", text, re.M)
+    assert re.search(r'^credit_scoring_model_info\{.*model_version="\d+".*\} 1\.0', text, re.M)
+    assert "bentoml_service_request_duration_seconds" in text
+
+
+def test_fuzzing_finds_no_server_error_and_no_schema_violation(server, tmp_path):
+    """schemathesis against the served OpenAPI: at least 500 generated cases."""
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("schemathesis")), "run", f"{server['url']}/docs.json",
+         "--checks", "not_a_server_error,response_schema_conformance,status_code_conformance,"
+         "content_type_conformance",
+         "--max-examples", "100", "--seed", "20261122", "--workers", "2",
+         "--request-timeout", "20", "--no-color"],
+        capture_output=True, text=True, timeout=900, cwd=tmp_path,
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-6000:]
+    generated = int(re.search(r"(\d+) generated", out).group(1))
+    assert generated >= 500, out[-2000:]
+
+
+def test_clean_shutdown_loses_no_acknowledged_prediction(server, application):
+    acknowledged = []
+    with httpx.Client(base_url=server["url"]) as client:
+        for i in range(200):
+            body = {"application": {**application, "AMT_CREDIT": 100_000.0 + i}}
+            response = client.post("/predict", json=body)
+            assert response.status_code == 200
+            acknowledged.append(response.json()["request_id"])
+    process = server["process"]
+    os.killpg(process.pid, signal.SIGTERM)  # events are still queued (5 s flush period)
+    assert process.wait(timeout=60) is not None
+    stored = set(read_events(server["db"])["request_id"])
+    missing = [r for r in acknowledged if r not in stored]
+    assert not missing, f"{len(missing)} acknowledged prediction(s) lost:\n" + server["log"].read_text()[-3000:]
