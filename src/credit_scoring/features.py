@@ -270,7 +270,9 @@ class RowTransformer:
             for column, b in outlier_bounds.items()
         ]
         self.features = list(features)
-        self.codes = {c: {v: float(i) for i, v in enumerate(vals)} for c, vals in categories.items()}
+        self.codes = {
+            c: {v: float(i) for i, v in enumerate(vals)} for c, vals in categories.items()
+        }
 
     def record(self, raw: dict[str, Any]) -> dict[str, Any]:
         """The processed record: sentinels flagged, bounds applied, domain features added."""

@@ -25,8 +25,7 @@ from credit_scoring.synthetic import main as generate_main
 from tests.conftest import TEST_KEY
 
 FAST_SEARCH = (
-    "data_science.candidates.lightgbm.search.n_trials=3,"
-    "data_science.explanations.sample_size=200"
+    "data_science.candidates.lightgbm.search.n_trials=3,data_science.explanations.sample_size=200"
 )
 
 
@@ -56,9 +55,18 @@ def bento_model(trained_project: Path) -> str:
     """`python -m credit_scoring.serving.packaging --no-build`: the tested import step."""
     env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{trained_project / 'mlflow.db'}")
     result = subprocess.run(
-        [sys.executable, "-m", "credit_scoring.serving.packaging", "--no-build",
-         "--project", str(trained_project)],
-        env=env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "credit_scoring.serving.packaging",
+            "--no-build",
+            "--project",
+            str(trained_project),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     import bentoml
@@ -69,7 +77,9 @@ def bento_model(trained_project: Path) -> str:
 @pytest.fixture(scope="session")
 def service_module(bento_model: str, serving_db: str) -> Iterator[ModuleType]:
     """The service module, imported with the test model and database."""
-    saved = {k: os.environ.get(k) for k in ("CREDIT_SCORING_MODEL_TAG", "CREDIT_SCORING_DATABASE_URL")}
+    saved = {
+        k: os.environ.get(k) for k in ("CREDIT_SCORING_MODEL_TAG", "CREDIT_SCORING_DATABASE_URL")
+    }
     os.environ["CREDIT_SCORING_MODEL_TAG"] = bento_model
     os.environ["CREDIT_SCORING_DATABASE_URL"] = serving_db
     assert "credit_scoring.serving.service" not in sys.modules, "imported before its settings"

@@ -32,9 +32,14 @@ def free_port() -> int:
 def bento(bento_model: str) -> str:
     """`make build`'s second half: `bentoml build` of bentofile.yaml (the model is imported)."""
     result = subprocess.run(
-        [sys.executable, "-c",
-         "from credit_scoring.serving.packaging import build_bento; print(build_bento())"],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-c",
+            "from credit_scoring.serving.packaging import build_bento; print(build_bento())",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     tag = result.stdout.strip().splitlines()[-1]
@@ -57,9 +62,22 @@ def server(bento: str, trained_project: Path, tmp_path_factory) -> Iterator[dict
     )
     log = (folder / "serve.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "bentoml", "serve", bento, "--host", "127.0.0.1",
-         "--port", str(port)],
-        cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "bentoml",
+            "serve",
+            bento,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=folder,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -73,7 +91,9 @@ def server(bento: str, trained_project: Path, tmp_path_factory) -> Iterator[dict
         time.sleep(0.5)
     else:
         os.killpg(process.pid, signal.SIGKILL)
-        pytest.fail("bentoml serve was not ready in 120 s:\n" + (folder / "serve.log").read_text()[-3000:])
+        pytest.fail(
+            "bentoml serve was not ready in 120 s:\n" + (folder / "serve.log").read_text()[-3000:]
+        )
     info = {"url": base, "db": url, "process": process, "log": folder / "serve.log"}
     yield info
     if process.poll() is None:
@@ -95,13 +115,18 @@ def test_scoring_through_the_bentoml_client(server, application, client_features
 
 def test_prometheus_metrics(server, application):
     httpx.post(f"{server['url']}/predict", json={"application": application})
-    httpx.post(f"{server['url']}/predict", json={"application": {**application, "CODE_GENDER": "?"}})
+    httpx.post(
+        f"{server['url']}/predict", json={"application": {**application, "CODE_GENDER": "?"}}
+    )
     text = httpx.get(f"{server['url']}/metrics").text
     decisions = sum(
-        float(v) for v in re.findall(r'^credit_scoring_decisions_total\{decision="\w+"\} (\S+)', text, re.M)
+        float(v)
+        for v in re.findall(r'^credit_scoring_decisions_total\{decision="\w+"\} (\S+)', text, re.M)
     )
     assert decisions >= 1
-    assert re.search(r'^credit_scoring_rejected_requests_total\{reason="invalid"\} [1-9]', text, re.M)
+    assert re.search(
+        r'^credit_scoring_rejected_requests_total\{reason="invalid"\} [1-9]', text, re.M
+    )
     assert re.search(r"^credit_scoring_predicted_probability_count \S+", text, re.M)
     assert re.search(r'^credit_scoring_model_info\{.*model_version="\d+".*\} 1\.0', text, re.M)
     assert "bentoml_service_request_duration_seconds" in text
@@ -110,12 +135,27 @@ def test_prometheus_metrics(server, application):
 def test_fuzzing_finds_no_server_error_and_no_schema_violation(server, tmp_path):
     """schemathesis against the served OpenAPI: at least 500 generated cases."""
     result = subprocess.run(
-        [str(Path(sys.executable).with_name("schemathesis")), "run", f"{server['url']}/docs.json",
-         "--checks", "not_a_server_error,response_schema_conformance,status_code_conformance,"
-         "content_type_conformance",
-         "--max-examples", "100", "--seed", "20261122", "--workers", "2",
-         "--request-timeout", "20", "--no-color"],
-        capture_output=True, text=True, timeout=900, cwd=tmp_path,
+        [
+            str(Path(sys.executable).with_name("schemathesis")),
+            "run",
+            f"{server['url']}/docs.json",
+            "--checks",
+            "not_a_server_error,response_schema_conformance,status_code_conformance,"
+            "content_type_conformance",
+            "--max-examples",
+            "100",
+            "--seed",
+            "20261122",
+            "--workers",
+            "2",
+            "--request-timeout",
+            "20",
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
     )
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-6000:]
@@ -136,4 +176,6 @@ def test_clean_shutdown_loses_no_acknowledged_prediction(server, application):
     assert process.wait(timeout=60) is not None
     stored = set(read_events(server["db"])["request_id"])
     missing = [r for r in acknowledged if r not in stored]
-    assert not missing, f"{len(missing)} acknowledged prediction(s) lost:\n" + server["log"].read_text()[-3000:]
+    assert not missing, (
+        f"{len(missing)} acknowledged prediction(s) lost:\n" + server["log"].read_text()[-3000:]
+    )

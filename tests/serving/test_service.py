@@ -122,24 +122,38 @@ def test_unknown_client_is_404_and_a_raw_id_is_422(http):
 
 
 BAD_REQUESTS = [
-    ("missing", lambda a: {k: v for k, v in a.items() if k != "AMT_CREDIT"},
-     "application.AMT_CREDIT", "missing"),
+    (
+        "missing",
+        lambda a: {k: v for k, v in a.items() if k != "AMT_CREDIT"},
+        "application.AMT_CREDIT",
+        "missing",
+    ),
     ("extra", lambda a: {**a, "SALARY_BONUS": 1.0}, "application.SALARY_BONUS", "extra_forbidden"),
     ("type", lambda a: {**a, "AMT_CREDIT": "a lot"}, "application.AMT_CREDIT", "float_parsing"),
     ("bound", lambda a: {**a, "EXT_SOURCE_2": 1.5}, "application.EXT_SOURCE_2", "less_than_equal"),
-    ("negative", lambda a: {**a, "AMT_INCOME_TOTAL": -1}, "application.AMT_INCOME_TOTAL",
-     "greater_than_equal"),
+    (
+        "negative",
+        lambda a: {**a, "AMT_INCOME_TOTAL": -1},
+        "application.AMT_INCOME_TOTAL",
+        "greater_than_equal",
+    ),
     ("category", lambda a: {**a, "CODE_GENDER": "Z"}, "application.CODE_GENDER", "literal_error"),
     ("null", lambda a: {**a, "DAYS_BIRTH": None}, "application.DAYS_BIRTH", "int_type"),
 ]
 
 
-@pytest.mark.parametrize(("case", "mutate", "field", "rule"), BAD_REQUESTS, ids=[b[0] for b in BAD_REQUESTS])
-def test_invalid_fields_get_422_naming_the_field_and_rule(http, application, case, mutate, field, rule):
+@pytest.mark.parametrize(
+    ("case", "mutate", "field", "rule"), BAD_REQUESTS, ids=[b[0] for b in BAD_REQUESTS]
+)
+def test_invalid_fields_get_422_naming_the_field_and_rule(
+    http, application, case, mutate, field, rule
+):
     response = http.post("/predict", json={"application": mutate(dict(application))})
     assert response.status_code == 422, response.text
     errors = response.json()["errors"]
-    assert {"field": field, "rule": rule} in [{"field": e["field"], "rule": e["rule"]} for e in errors]
+    assert {"field": field, "rule": rule} in [
+        {"field": e["field"], "rule": e["rule"]} for e in errors
+    ]
     assert field in response.json()["error"]
 
 
@@ -153,7 +167,9 @@ def test_nan_and_infinities_are_refused(http, application, token):
 
 
 def test_malformed_json_is_a_clear_422(http):
-    response = http.post("/explain", content=b'{"application": ', headers={"content-type": "application/json"})
+    response = http.post(
+        "/explain", content=b'{"application": ', headers={"content-type": "application/json"}
+    )
     assert response.status_code == 422 and response.json()["errors"][0]["rule"] == "json_invalid"
 
 
@@ -193,7 +209,9 @@ def test_health_readiness_and_openapi(http):
     assert http.get("/healthz").status_code == 200
     assert http.get("/readyz").status_code == 200
     spec = http.get("/docs.json").json()
-    assert {"/predict", "/predict_batch", "/explain", "/clients/{client_id}/score"} <= set(spec["paths"])
+    assert {"/predict", "/predict_batch", "/explain", "/clients/{client_id}/score"} <= set(
+        spec["paths"]
+    )
     responses = spec["paths"]["/predict"]["post"]["responses"]
     assert {"200", "413", "422"} <= set(responses)
     application = spec["components"]["schemas"]["Application"]

@@ -78,7 +78,9 @@ def test_every_acknowledged_event_is_stored_after_a_clean_close(db_url: str):
     stored = read_events(db_url)
     assert len(stored) == 1234 == store.written
     assert stored["features"].iloc[7] == {
-        "AMT_CREDIT": 1007.0, "CODE_GENDER": "F", "EXT_SOURCE_1": None
+        "AMT_CREDIT": 1007.0,
+        "CODE_GENDER": "F",
+        "EXT_SOURCE_1": None,
     }
     assert stored["probability"].tolist() == [i / 10_000 for i in range(1234)]
     with pytest.raises(RuntimeError, match="closed"):
@@ -115,7 +117,9 @@ def test_events_that_cannot_be_written_are_kept_in_a_spill_file(tmp_path: Path):
 def test_retention_purges_only_events_older_than_the_period(db_url: str):
     now = datetime(2026, 6, 1, 12, 0)
     store = EventStore(db_url, batch_size=100)
-    store.record_many(event(i, when=now - timedelta(days=d)) for i, d in enumerate([1, 29, 31, 400]))
+    store.record_many(
+        event(i, when=now - timedelta(days=d)) for i, d in enumerate([1, 29, 31, 400])
+    )
     store.close()
     assert purge_events(db_url, older_than_days=30, now=now) == 2
     assert sorted(read_events(db_url)["probability"]) == [0.0, 0.0001]

@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse
 _ORIGINAL = traffic.TimeoutMiddleware
 
 
-class CancellingTimeoutMiddleware(_ORIGINAL):  # type: ignore[misc,valid-type]
+class CancellingTimeoutMiddleware(_ORIGINAL):
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
@@ -37,7 +37,7 @@ class CancellingTimeoutMiddleware(_ORIGINAL):  # type: ignore[misc,valid-type]
         fut = asyncio.ensure_future(self.app(scope, receive, _send), loop=loop)
         try:
             await waiter
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if fut.cancel():
                 resp = JSONResponse(
                     {"error": f"Not able to process the request in {self.timeout} seconds"},

@@ -39,7 +39,7 @@ def _run_artifact(run_id: str, name: str) -> Any | None:
         path = mlflow.artifacts.download_artifacts(
             run_id=run_id, artifact_path=f"{SERVING_ARTIFACTS}/{name}"
         )
-    except Exception:  # noqa: BLE001 - older runs did not log it
+    except Exception:  # older runs did not log it
         return None
     return json.loads(Path(path).read_text())
 
@@ -85,7 +85,7 @@ def import_champion(
         features=list(meta["features"]),
         categories=dict(meta.get("categories") or {}),
         data_contract=logged["data_contract"],
-        feature_spec=processing_settings(logged["data_processing"])
+        feature_spec=processing_settings(dict(logged["data_processing"] or {}))
         .feature_spec()
         .model_dump(mode="json"),
         outlier_bounds=logged["outlier_bounds"],
@@ -107,9 +107,7 @@ def import_champion(
         if spec.kind != "lightgbm":
             if background is None:
                 raise RuntimeError("A non-LightGBM champion needs background rows for SHAP")
-            sample = background[spec.features].sample(
-                min(100, len(background)), random_state=0
-            )
+            sample = background[spec.features].sample(min(100, len(background)), random_state=0)
             sample.to_parquet(bento_model.path_of(BACKGROUND_FILE))
     logger.info(
         "Imported %s as BentoML model %s (threshold %.4f)", uri, bento_model.tag, spec.threshold
@@ -122,8 +120,17 @@ def export_requirements(project_root: Path = PROJECT_ROOT) -> Path:
     target = project_root / "src" / "requirements-serving.txt"  # inside the build context
     uv = shlex.split(os.environ.get("UV", "python3 -m uv"))
     subprocess.run(
-        [*uv, "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project", "--quiet",
-         "-o", str(target)],
+        [
+            *uv,
+            "export",
+            "--frozen",
+            "--no-dev",
+            "--no-hashes",
+            "--no-emit-project",
+            "--quiet",
+            "-o",
+            str(target),
+        ],
         cwd=project_root,
         check=True,
     )
@@ -135,8 +142,15 @@ def build_bento(project_root: Path = PROJECT_ROOT) -> str:
     export_requirements(project_root)
     result = subprocess.run(
         [
-            sys.executable, "-m", "bentoml", "build", "--output", "tag",
-            "-f", str(project_root / "bentofile.yaml"), str(project_root / "src"),
+            sys.executable,
+            "-m",
+            "bentoml",
+            "build",
+            "--output",
+            "tag",
+            "-f",
+            str(project_root / "bentofile.yaml"),
+            str(project_root / "src"),
         ],
         check=True,
         capture_output=True,

@@ -23,7 +23,9 @@ class Prediction(BaseModel):
         description="risk score: the model's probability of default (class-weighted, so "
         "it ranks clients well but is not a calibrated default rate)",
     )
-    decision: Literal["accept", "refuse"] = Field(description="refuse when probability >= threshold")
+    decision: Literal["accept", "refuse"] = Field(
+        description="refuse when probability >= threshold"
+    )
     threshold: float = Field(description="cost-optimal threshold chosen in training")
     model_name: str
     model_version: str = Field(description="MLflow registry version of the champion")

@@ -160,8 +160,7 @@ class Scorer:
             frame = pd.DataFrame(x, columns=self.features).astype(object)
             for i, values in decode.items():
                 frame.iloc[:, i] = [
-                    values[int(v)] if v == v and 0 <= v < len(values) else np.nan
-                    for v in x[:, i]
+                    values[int(v)] if v == v and 0 <= v < len(values) else np.nan for v in x[:, i]
                 ]
             for i, name in enumerate(self.features):
                 if i not in decode:

@@ -12,12 +12,13 @@ import gc
 import logging
 import re
 import uuid
+from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bentoml
 from bentoml.exceptions import BentoMLException
-from http import HTTPStatus
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -46,7 +47,10 @@ bentoml_fixes.apply()
 settings = ServingSettings()
 champion = bentoml.models.BentoModel(settings.model_tag)
 SPEC = ServingSpec.load(champion.stored.path_of(SPEC_FILE))
-Application = SPEC.request_model()
+if TYPE_CHECKING:
+    Application = BaseModel  # generated from the data contract at import time
+else:
+    Application = SPEC.request_model()
 ID_COLUMN = SPEC.contract.pseudonymised_id_column
 
 PROBABILITY = bentoml.metrics.Histogram(
@@ -88,7 +92,7 @@ async def _client_route(request: Request) -> JSONResponse:
             "client_id must be a pseudonymised id (64 lowercase hex characters), not a raw id.",
             errors=[{"field": "path.client_id", "rule": "pattern", "message": CLIENT_ID_PATTERN}],
         )
-    service: CreditScoring = bentoml.get_current_service()  # type: ignore[assignment]
+    service: CreditScoring = bentoml.get_current_service()
     record = await run_in_threadpool(service.clients.get, client_id)
     if record is None:
         return _error(
@@ -96,6 +100,7 @@ async def _client_route(request: Request) -> JSONResponse:
             f"No client with id {client_id} in the client feature store. Check the id, or "
             "score the application with POST /predict.",
         )
+    body: Prediction
     if request.path_params["action"] == "explain":
         body = service.explain_record(record, "clients_explain", client_id)
     else:
@@ -103,9 +108,7 @@ async def _client_route(request: Request) -> JSONResponse:
     return JSONResponse(body.model_dump(mode="json"))
 
 
-clients_app = Starlette(
-    routes=[Route("/{client_id}/{action:str}", _client_route, methods=["GET"])]
-)
+clients_app = Starlette(routes=[Route("/{client_id}/{action:str}", _client_route, methods=["GET"])])
 
 
 def _openapi(spec: dict[str, Any]) -> dict[str, Any]:
@@ -210,13 +213,15 @@ class CreditScoring:
 
     @bentoml.api(route="/predict")
     async def predict(
-        self, application: Application, client_id: ClientId | None = None  # type: ignore[valid-type]
+        self,
+        application: Application,
+        client_id: ClientId | None = None,
     ) -> Prediction:
         """Score one application: probability of default and the accept/refuse decision."""
         return self.score_record(application.model_dump(), "predict", client_id)
 
     @bentoml.api(route="/predict_batch")
-    def predict_batch(self, applications: list[Application]) -> BatchPrediction:  # type: ignore[valid-type]
+    def predict_batch(self, applications: list[Application]) -> BatchPrediction:
         """Score up to `max_batch_size` applications in one call."""
         limit = SPEC.limits.max_batch_size
         if len(applications) > limit:
@@ -241,14 +246,18 @@ class CreditScoring:
 
     @bentoml.api(route="/explain")
     async def explain(
-        self, application: Application, client_id: ClientId | None = None  # type: ignore[valid-type]
+        self,
+        application: Application,
+        client_id: ClientId | None = None,
     ) -> Explanation:
         """Score one application and explain it: signed SHAP values and reasons in words."""
         return self.explain_record(application.model_dump(), "explain", client_id)
 
     # --- shared -------------------------------------------------------------------------
 
-    def score_record(self, record: dict[str, Any], endpoint: str, client_id: str | None) -> Prediction:
+    def score_record(
+        self, record: dict[str, Any], endpoint: str, client_id: str | None
+    ) -> Prediction:
         probability = self.scorer.probability(record)
         decision = self._observe(probability)
         request_id = uuid.uuid4().hex
@@ -272,7 +281,7 @@ class CreditScoring:
             probability=result.probability,
             decision=decision,
             base_value=result.base_value,
-            units=result.units,  # type: ignore[arg-type]
+            units=result.units,
             contributions=[
                 FeatureContribution(feature=c.feature, value=c.value, shap_value=c.shap_value)
                 for c in result.contributions
@@ -321,7 +330,7 @@ class CreditScoring:
         return {name: None for name in SPEC.contract.columns}
 
 
-CreditScoring.add_asgi_middleware(
+CreditScoring.add_asgi_middleware(  # type: ignore[attr-defined]
     ApiGuard,
     max_body_bytes=SPEC.limits.max_body_bytes,
     on_reject=lambda reason: REJECTED.labels(reason=reason).inc(),

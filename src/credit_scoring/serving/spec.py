@@ -124,6 +124,6 @@ def json_records(frame: pd.DataFrame, columns: list[str]) -> list[dict[str, Any]
     subset = frame[present].astype(object)
     subset = subset.where(subset.notna(), None)
     return [
-        {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+        {str(k): (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
         for row in subset.to_dict(orient="records")
     ]

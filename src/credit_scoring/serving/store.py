@@ -158,7 +158,7 @@ class EventStore:
                     conn.execute(events_table.insert(), events)
                 self.written += len(events)
                 return []
-            except Exception:  # noqa: BLE001 - the database may be down; keep the events
+            except Exception:  # the database may be down: keep the events
                 logger.exception("Writing %d prediction event(s) failed", len(events))
                 time.sleep(0.2 * (attempt + 1))
         if final or len(events) > 100 * self.batch_size:
