@@ -48,7 +48,7 @@ def kedro_run(
     ``key`` sets the pseudonymisation key; None runs without one (the development key, or a
     refusal where it is not allowed).
     """
-    env = {k: v for k, v in os.environ.items() if k not in (KEY_ENV_VAR, "MLFLOW_TRACKING_URI")}
+    env = {k: v for k, v in os.environ.items() if k != KEY_ENV_VAR and "MLFLOW_" not in k}
     env.update(DO_NOT_TRACK="1", KEDRO_DISABLE_TELEMETRY="1")
     if key:
         env[KEY_ENV_VAR] = key

@@ -53,7 +53,8 @@ def serving_db(trained_project: Path) -> str:
 @pytest.fixture(scope="session")
 def bento_model(trained_project: Path) -> str:
     """`python -m credit_scoring.serving.packaging --no-build`: the tested import step."""
-    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{trained_project / 'mlflow.db'}")
+    env = {k: v for k, v in os.environ.items() if "MLFLOW_" not in k}
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{trained_project / 'mlflow.db'}"
     result = subprocess.run(
         [
             sys.executable,

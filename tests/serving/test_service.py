@@ -20,6 +20,14 @@ from credit_scoring.serving.spec import json_records
 from credit_scoring.serving.store import read_events
 
 
+def use_mlflow_store(project) -> str:
+    """Point tracking and registry at the project's store (other tests move the registry)."""
+    uri = f"sqlite:///{project / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
+
+
 def wait_for_events(url: str, count: int, timeout: float = 10.0) -> pd.DataFrame:
     deadline = time.monotonic() + timeout
     while True:
@@ -34,7 +42,8 @@ def test_import_step_keeps_the_champions_version_threshold_and_features(
 ):
     import bentoml
 
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{trained_project / 'mlflow.db'}")
+    uri = use_mlflow_store(trained_project)
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     champion = client.get_model_version_by_alias("credit_scoring", "champion")
     model = bentoml.models.get(bento_model)
     spec = service_module.SPEC
@@ -42,7 +51,6 @@ def test_import_step_keeps_the_champions_version_threshold_and_features(
     assert spec.run_id == champion.run_id
     bounds = json.loads((trained_project / "data/06_models/outlier_bounds.json").read_text())
     assert spec.outlier_bounds == bounds  # logged by the training run itself
-    mlflow.set_tracking_uri(f"sqlite:///{trained_project / 'mlflow.db'}")
     trained = load_model("models:/credit_scoring@champion")
     assert model.info.metadata["threshold"] == pytest.approx(trained.threshold) == spec.threshold
     assert model.info.metadata["features"] == trained.features == spec.features
@@ -50,7 +58,7 @@ def test_import_step_keeps_the_champions_version_threshold_and_features(
 
 def test_no_training_serving_skew(service_module, http, primary, client_features, trained_project):
     """For the same clients, the API's probabilities equal the pipeline's batch predictions."""
-    mlflow.set_tracking_uri(f"sqlite:///{trained_project / 'mlflow.db'}")
+    use_mlflow_store(trained_project)
     trained = load_model("models:/credit_scoring@champion")
     ids = pd.Index(client_features["client_id"]).intersection(primary["client_id"])[:150]
     expected = trained.predict_proba(primary.set_index("client_id").loc[ids].reset_index())

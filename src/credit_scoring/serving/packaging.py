@@ -171,9 +171,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     root = args.project.resolve()
-    mlflow.set_tracking_uri(
-        os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}"
-    )
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}"
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI") or tracking_uri)
     params = project_parameters(args.env, conf_source=root / "conf")
     serving = params.get("serving", {})
     primary = root / "data/03_primary/applications_primary.parquet"

@@ -39,7 +39,7 @@ def small_tables() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def primary(small_tables, parameters) -> Any:
+def processing_outputs(small_tables, parameters) -> dict[str, Any]:
     contract = load_contract(parameters["data_contract"])
     pipeline = data_ingestion.create_pipeline(contract) + data_processing.create_pipeline(contract)
     outputs = run_in_memory(
@@ -54,7 +54,17 @@ def primary(small_tables, parameters) -> Any:
             },
         },
     )
-    return outputs["applications_primary"]
+    return outputs
+
+
+@pytest.fixture(scope="session")
+def primary(processing_outputs) -> Any:
+    return processing_outputs["applications_primary"]
+
+
+@pytest.fixture(scope="session")
+def outlier_bounds(processing_outputs) -> Any:
+    return processing_outputs["outlier_bounds"]
 
 
 @pytest.fixture
@@ -82,6 +92,10 @@ def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """A fresh SQLite tracking + registry store in tmp_path, active for the test."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    # mlflow writes these two into os.environ itself: let monkeypatch undo them afterwards,
+    # or every later subprocess (kedro run, packaging) inherits a dead test store.
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", "")
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     experiment = mlflow.create_experiment(

@@ -15,9 +15,10 @@ from tests.conftest import TEST_KEY
 from tests.pipelines.data_science.conftest import run_in_memory
 
 
-def _run(primary, small_tables, parameters, params) -> dict[str, Any]:
+def _run(primary, small_tables, parameters, params, bounds) -> dict[str, Any]:
     inputs = {
         "applications_primary": primary,
+        "outlier_bounds": bounds,
         "true_default_probability": small_tables["true_default_probability"],
         "pseudonymisation_key": TEST_KEY,
         "params:data_contract": parameters["data_contract"],
@@ -29,8 +30,8 @@ def _run(primary, small_tables, parameters, params) -> dict[str, Any]:
 
 
 @pytest.fixture
-def first_run(mlflow_store, primary, small_tables, parameters, fast_params):
-    return _run(primary, small_tables, parameters, fast_params)
+def first_run(mlflow_store, primary, small_tables, parameters, fast_params, outlier_bounds):
+    return _run(primary, small_tables, parameters, fast_params, outlier_bounds)
 
 
 def test_first_model_beats_dummy_and_becomes_champion(first_run, fast_params):
@@ -54,6 +55,16 @@ def test_registered_model_reloads_with_threshold_and_features(first_run):
     assert loaded.features == selected.features
     test = first_run["test_set"]
     np.testing.assert_allclose(loaded.predict_proba(test), selected.predict_proba(test), atol=1e-9)
+
+
+def test_the_run_logs_what_the_api_is_built_from(first_run, outlier_bounds, parameters):
+    champion = mlflow.MlflowClient().get_model_version_by_alias("credit_scoring", "champion")
+    logged = mlflow.artifacts.load_dict(
+        f"runs:/{champion.run_id}/serving/outlier_bounds.json"
+    )
+    assert logged == outlier_bounds
+    contract = mlflow.artifacts.load_dict(f"runs:/{champion.run_id}/serving/data_contract.json")
+    assert contract == parameters["data_contract"]
 
 
 def test_reports_and_explanations(first_run):

@@ -1,0 +1,259 @@
+"""Serving throughput and latency: this API against MLflow's server and a bare ASGI floor.
+
+One run, one machine, one model (the registered champion), one load generator (wrk, on
+loopback, fixed concurrency and duration). Targets, all up at once and measured in
+interleaved rounds (this VM's speed drifts between minutes; medians of rounds are reported):
+  1. the bento's POST /predict (`bentoml serve`, events stored in SQLite),
+  2. the same with event logging off (the cost of the events),
+  3. the bento's POST /explain,
+  4. `mlflow models serve --env-manager local` on models:/<name>@champion (the peer),
+  5. a bare ASGI app returning a constant (uvicorn; the HTTP floor of this machine).
+Writes bench/results/serving.json.
+
+    make bench-serving          # after `make run`; needs wrk (apt-get install wrk)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+
+from credit_scoring.project_config import PROJECT_ROOT
+
+RESULTS = PROJECT_ROOT / "bench" / "results" / "serving.json"
+LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = io.open("{body}"); wrk.body = f:read("*a"); f:close()
+done = function(summary, latency, requests)
+  for _, p in pairs({{50, 90, 95, 99, 99.9}}) do
+    io.write(string.format("P%g %d\\n", p, latency:percentile(p)))
+  end
+  io.write(string.format("REQ %d\\nERR %d\\n", summary.requests,
+    summary.errors.connect + summary.errors.read + summary.errors.write
+    + summary.errors.status + summary.errors.timeout))
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url} died:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} not ready in {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+def start(name: str, cmd: list[str], env: dict[str, str], work: Path) -> subprocess.Popen[bytes]:
+    log = (work / f"{name}.log").open("w")
+    return subprocess.Popen(
+        cmd, env=env, cwd=work, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def wrk(url: str, body: Path, seconds: int, connections: int, work: Path) -> dict[str, Any]:
+    script = work / f"{body.stem}.lua"
+    script.write_text(LUA.format(body=body))
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", str(script), url],
+        capture_output=True, text=True, timeout=seconds + 30, check=True,
+    ).stdout
+    pct = {m[0]: int(m[1]) / 1000 for m in re.findall(r"^P([\d.]+) (\d+)$", out, re.M)}
+    requests = int(re.search(r"^REQ (\d+)$", out, re.M).group(1))  # type: ignore[union-attr]
+    errors = int(re.search(r"^ERR (\d+)$", out, re.M).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return {
+        "requests_per_s": rps,
+        "p50_ms": pct["50"], "p90_ms": pct["90"], "p95_ms": pct["95"], "p99_ms": pct["99"],
+        "p999_ms": pct["99.9"],
+        "requests": requests,
+        "errors": errors + (int(non2xx.group(1)) if non2xx else 0),
+    }
+
+
+def median_of(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = ["requests_per_s", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "p999_ms"]
+    out = {k: round(statistics.median(r[k] for r in rounds), 2) for k in keys}
+    out["errors"] = sum(r["errors"] for r in rounds)
+    out["requests"] = sum(r["requests"] for r in rounds)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=15, help="per round and target")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2, help="server processes per target")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is needed: apt-get install wrk")
+    mlflow_db = PROJECT_ROOT / "mlflow.db"
+    if not mlflow_db.exists():
+        sys.exit("No MLflow store: run `make run` first (it trains and promotes a champion).")
+
+    work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    bin_dir = str(Path(sys.executable).parent)
+    env = dict(
+        os.environ,
+        PATH=f"{bin_dir}:{os.environ['PATH']}",  # mlflow models serve calls uvicorn
+        BENTOML_HOME=str(work / "bentoml"),
+        BENTOML_DO_NOT_TRACK="True",
+        DO_NOT_TRACK="1",
+        MLFLOW_TRACKING_URI=f"sqlite:///{mlflow_db}",
+        CREDIT_SCORING_WORKERS=str(args.workers),
+    )
+    # the bento, exactly as `make build` makes it, in a throw-away BentoML store
+    subprocess.run(
+        [sys.executable, "-m", "credit_scoring.serving.packaging"], env=env, check=True, cwd=PROJECT_ROOT
+    )
+    spec_path = next((work / "bentoml/models/credit_scoring").glob("*/serving_spec.json"))
+    spec = json.loads(spec_path.read_text())
+
+    # one real application: a client from the feature store (same body for every target)
+    from credit_scoring.serving.spec import ServingSpec, json_records
+    from credit_scoring.serving.store import CLIENT_FEATURES_TABLE, database_url
+
+    serving = ServingSpec.model_validate(spec)
+    url = database_url()
+    db_url = url if "://" in url and not url.startswith("sqlite:///data") else (
+        f"sqlite:///{PROJECT_ROOT / url.removeprefix('sqlite:///')}"
+    )
+    features = pd.read_sql_table(CLIENT_FEATURES_TABLE, db_url).head(1)
+    record = json_records(features, serving.request_columns())[0]
+    (work / "predict.json").write_text(json.dumps({"application": record}))
+    # MLflow's server takes the model's own input: the processed row (category codes)
+    transformer = serving.transformer()
+    row = transformer.vector(record)[0]
+    mlflow_body = {"dataframe_split": {"columns": serving.features, "data": [[
+        None if v != v else float(v) for v in row
+    ]]}}
+    (work / "mlflow.json").write_text(json.dumps(mlflow_body))
+
+    ports = {name: free_port() for name in ("bento", "bento_no_events", "mlflow", "floor")}
+    events_db = work / "events.db"
+    procs = {
+        "bento": start("bento", [sys.executable, "-m", "bentoml", "serve", "credit_scoring:latest",
+                                 "--host", "127.0.0.1", "--port", str(ports["bento"])],
+                       dict(env, CREDIT_SCORING_DATABASE_URL=f"sqlite:///{events_db}"), work),
+        "bento_no_events": start(
+            "bento_no_events",
+            [sys.executable, "-m", "bentoml", "serve", "credit_scoring:latest", "--host",
+             "127.0.0.1", "--port", str(ports["bento_no_events"])],
+            dict(env, CREDIT_SCORING_LOG_EVENTS="false",
+                 CREDIT_SCORING_DATABASE_URL=f"sqlite:///{work / 'no-events.db'}"), work),
+        "mlflow": start("mlflow", [sys.executable, "-m", "mlflow", "models", "serve", "-m",
+                                   f"models:/{serving.model_name}@champion", "--env-manager", "local",
+                                   "-h", "127.0.0.1", "-p", str(ports["mlflow"]),
+                                   "--workers", str(args.workers)], env, work),
+        "floor": start("floor", [sys.executable, "-m", "uvicorn", "asgi_floor:app", "--host",
+                                 "127.0.0.1", "--port", str(ports["floor"]), "--workers",
+                                 str(args.workers), "--no-access-log", "--log-level", "warning"],
+                       dict(env, PYTHONPATH=str(PROJECT_ROOT / "bench")), work),
+    }
+    try:
+        for name, path in (("bento", "/readyz"), ("bento_no_events", "/readyz"),
+                           ("mlflow", "/ping"), ("floor", "/")):
+            wait_ready(f"http://127.0.0.1:{ports[name]}{path}", procs[name], work / f"{name}.log")
+        shutil.copy(work / "predict.json", work / "explain.json")
+        targets = {
+            "api_predict": (f"http://127.0.0.1:{ports['bento']}/predict", work / "predict.json"),
+            "api_predict_no_events": (f"http://127.0.0.1:{ports['bento_no_events']}/predict",
+                                      work / "predict.json"),
+            "api_explain": (f"http://127.0.0.1:{ports['bento']}/explain", work / "explain.json"),
+            "mlflow_invocations": (f"http://127.0.0.1:{ports['mlflow']}/invocations",
+                                   work / "mlflow.json"),
+            "asgi_floor": (f"http://127.0.0.1:{ports['floor']}/", work / "predict.json"),
+        }
+        for name, (target, body) in targets.items():  # warm-up
+            wrk(target, body, 3, args.connections, work)
+        rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
+        for r in range(args.rounds):
+            for name, (target, body) in targets.items():
+                result = wrk(target, body, args.seconds, args.connections, work)
+                rounds[name].append(result)
+                print(f"round {r + 1} {name}: {result}", flush=True)
+    finally:
+        for process in procs.values():
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for process in procs.values():
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+    summary = {name: median_of(rs) for name, rs in rounds.items()}
+    stored = pd.read_sql_query("SELECT count(*) AS n FROM prediction_events", f"sqlite:///{events_db}")
+    api, peer, floor = summary["api_predict"], summary["mlflow_invocations"], summary["asgi_floor"]
+    no_events = summary["api_predict_no_events"]
+    ratios = {
+        "api_vs_mlflow_requests_per_s": round(api["requests_per_s"] / peer["requests_per_s"], 2),
+        "api_vs_floor_requests_per_s": round(api["requests_per_s"] / floor["requests_per_s"], 3),
+        "event_logging_throughput_cost": round(
+            1 - statistics.median(
+                a["requests_per_s"] / b["requests_per_s"]
+                for a, b in zip(rounds["api_predict"], rounds["api_predict_no_events"], strict=True)
+            ), 3),
+    }
+    targets_met = {
+        "predict_at_least_3x_mlflow": ratios["api_vs_mlflow_requests_per_s"] >= 3,
+        "predict_p99_at_most_25ms": api["p99_ms"] <= 25,
+        "explain_p99_at_most_50ms": summary["api_explain"]["p99_ms"] <= 50,
+        "event_logging_cost_at_most_10pct": ratios["event_logging_throughput_cost"] <= 0.10,
+        "zero_errors": all(s["errors"] == 0 for s in summary.values()),
+    }
+    result = {
+        "benchmark": "serving",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "model": {"name": serving.model_name, "version": serving.model_version,
+                  "candidate": serving.candidate, "features": len(serving.features)},
+        "load": {"tool": "wrk -t2", "connections": args.connections, "seconds": args.seconds,
+                 "rounds": args.rounds, "server_workers": args.workers},
+        "median_of_rounds": summary,
+        "ratios": ratios,
+        "targets_met": targets_met,
+        "events_stored_by_api_predict_server": int(stored["n"].iloc[0]),
+        "no_events_baseline_p99_ms": no_events["p99_ms"],
+        "rounds": rounds,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2))
+    print(json.dumps({k: result[k] for k in ("median_of_rounds", "ratios", "targets_met")}, indent=2))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
