@@ -83,8 +83,21 @@ def wrk(url: str, body: Path, seconds: int, connections: int, work: Path) -> dic
     script = work / f"{body.stem}.lua"
     script.write_text(LUA.format(body=body))
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", str(script), url],
-        capture_output=True, text=True, timeout=seconds + 30, check=True,
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--timeout",
+            "5s",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 30,
+        check=True,
     ).stdout
     pct = {m[0]: int(m[1]) / 1000 for m in re.findall(r"^P([\d.]+) (\d+)$", out, re.M)}
     requests = int(re.search(r"^REQ (\d+)$", out, re.M).group(1))  # type: ignore[union-attr]
@@ -93,7 +106,10 @@ def wrk(url: str, body: Path, seconds: int, connections: int, work: Path) -> dic
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     return {
         "requests_per_s": rps,
-        "p50_ms": pct["50"], "p90_ms": pct["90"], "p95_ms": pct["95"], "p99_ms": pct["99"],
+        "p50_ms": pct["50"],
+        "p90_ms": pct["90"],
+        "p95_ms": pct["95"],
+        "p99_ms": pct["99"],
         "p999_ms": pct["99.9"],
         "requests": requests,
         "errors": errors + (int(non2xx.group(1)) if non2xx else 0),
@@ -134,7 +150,10 @@ def main() -> None:
     )
     # the bento, exactly as `make build` makes it, in a throw-away BentoML store
     subprocess.run(
-        [sys.executable, "-m", "credit_scoring.serving.packaging"], env=env, check=True, cwd=PROJECT_ROOT
+        [sys.executable, "-m", "credit_scoring.serving.packaging"],
+        env=env,
+        check=True,
+        cwd=PROJECT_ROOT,
     )
     spec_path = next((work / "bentoml/models/credit_scoring").glob("*/serving_spec.json"))
     spec = json.loads(spec_path.read_text())
@@ -145,8 +164,10 @@ def main() -> None:
 
     serving = ServingSpec.model_validate(spec)
     url = database_url()
-    db_url = url if "://" in url and not url.startswith("sqlite:///data") else (
-        f"sqlite:///{PROJECT_ROOT / url.removeprefix('sqlite:///')}"
+    db_url = (
+        url
+        if "://" in url and not url.startswith("sqlite:///data")
+        else (f"sqlite:///{PROJECT_ROOT / url.removeprefix('sqlite:///')}")
     )
     features = pd.read_sql_table(CLIENT_FEATURES_TABLE, db_url).head(1)
     record = json_records(features, serving.request_columns())[0]
@@ -154,44 +175,116 @@ def main() -> None:
     # MLflow's server takes the model's own input: the processed row (category codes)
     transformer = serving.transformer()
     row = transformer.vector(record)[0]
-    mlflow_body = {"dataframe_split": {"columns": serving.features, "data": [[
-        None if v != v else float(v) for v in row
-    ]]}}
+    mlflow_body = {
+        "dataframe_split": {
+            "columns": serving.features,
+            "data": [[None if v != v else float(v) for v in row]],
+        }
+    }
     (work / "mlflow.json").write_text(json.dumps(mlflow_body))
 
     ports = {name: free_port() for name in ("bento", "bento_no_events", "mlflow", "floor")}
     events_db = work / "events.db"
     procs = {
-        "bento": start("bento", [sys.executable, "-m", "bentoml", "serve", "credit_scoring:latest",
-                                 "--host", "127.0.0.1", "--port", str(ports["bento"])],
-                       dict(env, CREDIT_SCORING_DATABASE_URL=f"sqlite:///{events_db}"), work),
+        "bento": start(
+            "bento",
+            [
+                sys.executable,
+                "-m",
+                "bentoml",
+                "serve",
+                "credit_scoring:latest",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(ports["bento"]),
+            ],
+            dict(env, CREDIT_SCORING_DATABASE_URL=f"sqlite:///{events_db}"),
+            work,
+        ),
         "bento_no_events": start(
             "bento_no_events",
-            [sys.executable, "-m", "bentoml", "serve", "credit_scoring:latest", "--host",
-             "127.0.0.1", "--port", str(ports["bento_no_events"])],
-            dict(env, CREDIT_SCORING_LOG_EVENTS="false",
-                 CREDIT_SCORING_DATABASE_URL=f"sqlite:///{work / 'no-events.db'}"), work),
-        "mlflow": start("mlflow", [sys.executable, "-m", "mlflow", "models", "serve", "-m",
-                                   f"models:/{serving.model_name}@champion", "--env-manager", "local",
-                                   "-h", "127.0.0.1", "-p", str(ports["mlflow"]),
-                                   "--workers", str(args.workers)], env, work),
-        "floor": start("floor", [sys.executable, "-m", "uvicorn", "asgi_floor:app", "--host",
-                                 "127.0.0.1", "--port", str(ports["floor"]), "--workers",
-                                 str(args.workers), "--no-access-log", "--log-level", "warning"],
-                       dict(env, PYTHONPATH=str(PROJECT_ROOT / "bench")), work),
+            [
+                sys.executable,
+                "-m",
+                "bentoml",
+                "serve",
+                "credit_scoring:latest",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(ports["bento_no_events"]),
+            ],
+            dict(
+                env,
+                CREDIT_SCORING_LOG_EVENTS="false",
+                CREDIT_SCORING_DATABASE_URL=f"sqlite:///{work / 'no-events.db'}",
+            ),
+            work,
+        ),
+        "mlflow": start(
+            "mlflow",
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "models",
+                "serve",
+                "-m",
+                f"models:/{serving.model_name}@champion",
+                "--env-manager",
+                "local",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(ports["mlflow"]),
+                "--workers",
+                str(args.workers),
+            ],
+            env,
+            work,
+        ),
+        "floor": start(
+            "floor",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "asgi_floor:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(ports["floor"]),
+                "--workers",
+                str(args.workers),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            dict(env, PYTHONPATH=str(PROJECT_ROOT / "bench")),
+            work,
+        ),
     }
     try:
-        for name, path in (("bento", "/readyz"), ("bento_no_events", "/readyz"),
-                           ("mlflow", "/ping"), ("floor", "/")):
+        for name, path in (
+            ("bento", "/readyz"),
+            ("bento_no_events", "/readyz"),
+            ("mlflow", "/ping"),
+            ("floor", "/"),
+        ):
             wait_ready(f"http://127.0.0.1:{ports[name]}{path}", procs[name], work / f"{name}.log")
         shutil.copy(work / "predict.json", work / "explain.json")
         targets = {
             "api_predict": (f"http://127.0.0.1:{ports['bento']}/predict", work / "predict.json"),
-            "api_predict_no_events": (f"http://127.0.0.1:{ports['bento_no_events']}/predict",
-                                      work / "predict.json"),
+            "api_predict_no_events": (
+                f"http://127.0.0.1:{ports['bento_no_events']}/predict",
+                work / "predict.json",
+            ),
             "api_explain": (f"http://127.0.0.1:{ports['bento']}/explain", work / "explain.json"),
-            "mlflow_invocations": (f"http://127.0.0.1:{ports['mlflow']}/invocations",
-                                   work / "mlflow.json"),
+            "mlflow_invocations": (
+                f"http://127.0.0.1:{ports['mlflow']}/invocations",
+                work / "mlflow.json",
+            ),
             "asgi_floor": (f"http://127.0.0.1:{ports['floor']}/", work / "predict.json"),
         }
         for name, (target, body) in targets.items():  # warm-up
@@ -215,17 +308,22 @@ def main() -> None:
                 os.killpg(process.pid, signal.SIGKILL)
 
     summary = {name: median_of(rs) for name, rs in rounds.items()}
-    stored = pd.read_sql_query("SELECT count(*) AS n FROM prediction_events", f"sqlite:///{events_db}")
+    stored = pd.read_sql_query(
+        "SELECT count(*) AS n FROM prediction_events", f"sqlite:///{events_db}"
+    )
     api, peer, floor = summary["api_predict"], summary["mlflow_invocations"], summary["asgi_floor"]
     no_events = summary["api_predict_no_events"]
     ratios = {
         "api_vs_mlflow_requests_per_s": round(api["requests_per_s"] / peer["requests_per_s"], 2),
         "api_vs_floor_requests_per_s": round(api["requests_per_s"] / floor["requests_per_s"], 3),
         "event_logging_throughput_cost": round(
-            1 - statistics.median(
+            1
+            - statistics.median(
                 a["requests_per_s"] / b["requests_per_s"]
                 for a, b in zip(rounds["api_predict"], rounds["api_predict_no_events"], strict=True)
-            ), 3),
+            ),
+            3,
+        ),
     }
     targets_met = {
         "predict_at_least_3x_mlflow": ratios["api_vs_mlflow_requests_per_s"] >= 3,
@@ -238,10 +336,19 @@ def main() -> None:
         "benchmark": "serving",
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "model": {"name": serving.model_name, "version": serving.model_version,
-                  "candidate": serving.candidate, "features": len(serving.features)},
-        "load": {"tool": "wrk -t2", "connections": args.connections, "seconds": args.seconds,
-                 "rounds": args.rounds, "server_workers": args.workers},
+        "model": {
+            "name": serving.model_name,
+            "version": serving.model_version,
+            "candidate": serving.candidate,
+            "features": len(serving.features),
+        },
+        "load": {
+            "tool": "wrk -t2",
+            "connections": args.connections,
+            "seconds": args.seconds,
+            "rounds": args.rounds,
+            "server_workers": args.workers,
+        },
         "median_of_rounds": summary,
         "ratios": ratios,
         "targets_met": targets_met,
@@ -251,7 +358,9 @@ def main() -> None:
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2))
-    print(json.dumps({k: result[k] for k in ("median_of_rounds", "ratios", "targets_met")}, indent=2))
+    print(
+        json.dumps({k: result[k] for k in ("median_of_rounds", "ratios", "targets_met")}, indent=2)
+    )
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -59,9 +59,7 @@ def test_registered_model_reloads_with_threshold_and_features(first_run):
 
 def test_the_run_logs_what_the_api_is_built_from(first_run, outlier_bounds, parameters):
     champion = mlflow.MlflowClient().get_model_version_by_alias("credit_scoring", "champion")
-    logged = mlflow.artifacts.load_dict(
-        f"runs:/{champion.run_id}/serving/outlier_bounds.json"
-    )
+    logged = mlflow.artifacts.load_dict(f"runs:/{champion.run_id}/serving/outlier_bounds.json")
     assert logged == outlier_bounds
     contract = mlflow.artifacts.load_dict(f"runs:/{champion.run_id}/serving/data_contract.json")
     assert contract == parameters["data_contract"]
