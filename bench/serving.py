@@ -16,6 +16,7 @@ Writes bench/results/serving.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -127,7 +128,7 @@ def median_of(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=15, help="per round and target")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2, help="server processes per target")
     args = parser.parse_args()
@@ -287,20 +288,23 @@ def main() -> None:
             ),
             "asgi_floor": (f"http://127.0.0.1:{ports['floor']}/", work / "predict.json"),
         }
-        for name, (target, body) in targets.items():  # warm-up
+        for target, body in targets.values():  # warm-up
             wrk(target, body, 3, args.connections, work)
         rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
+        order = list(targets)
         for r in range(args.rounds):
-            for name, (target, body) in targets.items():
+            # alternate which of the two /predict servers goes first (this VM drifts)
+            if r % 2:
+                order[0], order[1] = order[1], order[0]
+            for name in order:
+                target, body = targets[name]
                 result = wrk(target, body, args.seconds, args.connections, work)
                 rounds[name].append(result)
                 print(f"round {r + 1} {name}: {result}", flush=True)
     finally:
         for process in procs.values():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
         for process in procs.values():
             try:
                 process.wait(timeout=60)

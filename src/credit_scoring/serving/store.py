@@ -80,7 +80,11 @@ def create_schema(engine: Engine) -> None:
 
 
 class EventStore:
-    """Append prediction events; a background thread writes them in groups."""
+    """Append prediction events; a background thread writes them in groups.
+
+    The writer wakes up every ``flush_seconds`` (or when closed) and drains the queue: a
+    request only appends to it, with no thread wake-up per event.
+    """
 
     def __init__(
         self,
@@ -94,60 +98,53 @@ class EventStore:
         self.batch_size = batch_size
         self.flush_seconds = flush_seconds
         self.spill_dir = Path(spill_dir) if spill_dir else Path("data/09_serving/unsent")
-        self._queue: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
         self._closed = False
         self.written = 0
         self._thread = threading.Thread(target=self._run, name="event-writer", daemon=True)
         self._thread.start()
 
     def record(self, event: dict[str, Any]) -> None:
-        if self._closed:
-            raise RuntimeError("the event store is closed")
-        self._queue.put(event)
+        with self._lock:  # never accepted after close() has taken the last events
+            if self._closed:
+                raise RuntimeError("the event store is closed")
+            self._queue.put(event)
 
     def record_many(self, events: Iterable[dict[str, Any]]) -> None:
-        for event in events:
-            self.record(event)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the event store is closed")
+            for event in events:
+                self._queue.put(event)
 
     def close(self, timeout: float = 30.0) -> None:
         """Write every queued event, then stop. Safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(None)
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._stop.set()
         self._thread.join(timeout)
         self.engine.dispose()
 
-    def _run(self) -> None:
-        pending: list[dict[str, Any]] = []
+    def _drain(self) -> list[dict[str, Any]]:
+        items = []
         while True:
-            item = self._queue.get()  # wait for the first event of a group
-            stopping = item is None
-            if item is not None:
-                pending.append(item)
-            deadline = time.monotonic() + self.flush_seconds
-            while not stopping and len(pending) < self.batch_size:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                try:
-                    item = self._queue.get(timeout=remaining)
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                else:
-                    pending.append(item)
-            if stopping:
-                while True:  # anything that raced with close()
-                    try:
-                        late = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if late is not None:
-                        pending.append(late)
-            if pending:
-                pending = self._write(pending, final=stopping)
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                return items
+
+    def _run(self) -> None:
+        unsent: list[dict[str, Any]] = []
+        while True:
+            stopping = self._stop.wait(self.flush_seconds)
+            pending = unsent + self._drain()
+            unsent = []
+            for start in range(0, len(pending), self.batch_size):
+                unsent += self._write(pending[start : start + self.batch_size], final=stopping)
             if stopping:
                 return
 
@@ -190,7 +187,7 @@ class EventStore:
             for e in events
         ]
         with self.engine.begin() as conn:
-            conn.exec_driver_sql(self._insert_sql, rows)  # type: ignore[arg-type]
+            conn.exec_driver_sql(self._insert_sql, rows)
 
     @property
     def _insert_sql(self) -> str:
