@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -111,7 +112,8 @@ def test_events_that_cannot_be_written_are_kept_in_a_spill_file(tmp_path: Path):
     lines = [
         line for f in (tmp_path / "unsent").glob("*.jsonl") for line in f.read_text().splitlines()
     ]
-    assert len(lines) == 25 and '"AMT_CREDIT":1003.0' in lines[3]
+    spilled = sorted(json.loads(line)["features"]["AMT_CREDIT"] for line in lines)
+    assert spilled == [1000.0 + i for i in range(25)]
 
 
 def test_retention_purges_only_events_older_than_the_period(db_url: str):
