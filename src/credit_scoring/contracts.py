@@ -184,6 +184,7 @@ class ValidationOutcome:
         }
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _PYTHON_TYPES: dict[str, type] = {"float": float, "int": int, "bool": bool}
 
 
@@ -196,9 +197,11 @@ def _field(spec: ColumnSpec) -> tuple[Any, Any]:
     if spec.nullable or not spec.required:
         annotation = annotation | None
     default = None if (spec.nullable or not spec.required) else ...
-    return annotation, Field(
-        default, ge=spec.min, le=spec.max, description=spec.description or None
-    )
+    lower, upper = spec.min, spec.max
+    if spec.dtype == "int":  # the pipeline stores integers as int64: larger ones cannot exist
+        lower = INT64_MIN if lower is None else max(lower, INT64_MIN)
+        upper = INT64_MAX if upper is None else min(upper, INT64_MAX)
+    return annotation, Field(default, ge=lower, le=upper, description=spec.description or None)
 
 
 def build_request_model(

@@ -147,6 +147,13 @@ BAD_REQUESTS = [
     ),
     ("category", lambda a: {**a, "CODE_GENDER": "Z"}, "application.CODE_GENDER", "literal_error"),
     ("null", lambda a: {**a, "DAYS_BIRTH": None}, "application.DAYS_BIRTH", "int_type"),
+    # found by schemathesis: an integer beyond int64 was a 500 when the event was encoded
+    (
+        "int64",
+        lambda a: {**a, "APPLICATION_REF": 2**70},
+        "application.APPLICATION_REF",
+        "less_than_equal",
+    ),
 ]
 
 
