@@ -143,7 +143,12 @@ def test_fuzzing_finds_no_server_error_and_no_schema_violation(server, tmp_path)
             "not_a_server_error,response_schema_conformance,status_code_conformance,"
             "content_type_conformance",
             "--max-examples",
-            "100",
+            "200",
+            # The coverage phase hits an internal error of schemathesis 4.32 / hypothesis
+            # ("AST constructor recursion depth mismatch" describing a filter lambda) on the
+            # path parameter: generated examples and fuzzing only.
+            "--phases",
+            "examples,fuzzing",
             "--seed",
             "20261122",
             "--workers",
