@@ -80,6 +80,16 @@ def start(name: str, cmd: list[str], env: dict[str, str], work: Path) -> subproc
     )
 
 
+def serve_bento(
+    name: str, port: int, env: dict[str, str], work: Path, **settings: str
+) -> subprocess.Popen[bytes]:
+    """`bentoml serve` of the latest bento, with service settings (CREDIT_SCORING_*)."""
+    cmd = [sys.executable, "-m", "bentoml", "serve", "credit_scoring:latest"]
+    return start(
+        name, [*cmd, "--host", "127.0.0.1", "--port", str(port)], {**env, **settings}, work
+    )
+
+
 def wrk(url: str, body: Path, seconds: int, connections: int, work: Path) -> dict[str, Any]:
     script = work / f"{body.stem}.lua"
     script.write_text(LUA.format(body=body))
@@ -187,41 +197,16 @@ def main() -> None:
     ports = {name: free_port() for name in ("bento", "bento_no_events", "mlflow", "floor")}
     events_db = work / "events.db"
     procs = {
-        "bento": start(
-            "bento",
-            [
-                sys.executable,
-                "-m",
-                "bentoml",
-                "serve",
-                "credit_scoring:latest",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(ports["bento"]),
-            ],
-            dict(env, CREDIT_SCORING_DATABASE_URL=f"sqlite:///{events_db}"),
-            work,
+        "bento": serve_bento(
+            "bento", ports["bento"], env, work, CREDIT_SCORING_DATABASE_URL=f"sqlite:///{events_db}"
         ),
-        "bento_no_events": start(
+        "bento_no_events": serve_bento(
             "bento_no_events",
-            [
-                sys.executable,
-                "-m",
-                "bentoml",
-                "serve",
-                "credit_scoring:latest",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(ports["bento_no_events"]),
-            ],
-            dict(
-                env,
-                CREDIT_SCORING_LOG_EVENTS="false",
-                CREDIT_SCORING_DATABASE_URL=f"sqlite:///{work / 'no-events.db'}",
-            ),
+            ports["bento_no_events"],
+            env,
             work,
+            CREDIT_SCORING_LOG_EVENTS="false",
+            CREDIT_SCORING_DATABASE_URL=f"sqlite:///{work / 'no-events.db'}",
         ),
         "mlflow": start(
             "mlflow",

@@ -9,6 +9,7 @@ it never needs the MLflow server or the project's ``conf/``.
 from __future__ import annotations
 
 import json
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -57,11 +58,11 @@ class ServingSpec(BaseModel):
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.model_dump(mode="json"), indent=2))
 
-    @property
-    def contract(self) -> DataContract:
+    @cached_property
+    def contract(self) -> DataContract:  # built once: /explain reads it for every reason
         return load_contract(self.data_contract)
 
-    @property
+    @cached_property
     def processing(self) -> FeatureSpec:
         return load_feature_spec(self.feature_spec)
 
