@@ -153,6 +153,8 @@ def main() -> None:
     env = dict(
         os.environ,
         PATH=f"{bin_dir}:{os.environ['PATH']}",  # mlflow models serve calls uvicorn
+        # `make build`'s uv, found before the venv's bin/ (which has no uv) comes first
+        UV=os.environ.get("UV") or shutil.which("uv") or "python3 -m uv",
         BENTOML_HOME=str(work / "bentoml"),
         BENTOML_DO_NOT_TRACK="True",
         DO_NOT_TRACK="1",
