@@ -5,7 +5,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 UV := $(PYTHON) -m uv
 RUN := $(UV) run --frozen
-RAW := data/01_raw/application_train.csv
+# The project folder whose conf/, data/ and database `make build` and `make serve` use.
+PROJECT_DIR ?= $(CURDIR)
+DATABASE := sqlite:///$(abspath $(PROJECT_DIR))/data/09_serving/serving.db
 # Privacy: no usage data leaves the machine (kedro-telemetry, DVC analytics, ...).
 export DO_NOT_TRACK := 1
 export BENTOML_DO_NOT_TRACK := True
@@ -20,11 +22,10 @@ bootstrap: ## Install uv if missing, then the locked environment (.venv)
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
 	@$(UV) sync --frozen --quiet
 
-$(RAW):
-	$(MAKE) bootstrap
-	$(RUN) python -m credit_scoring.synthetic
-
-data: bootstrap $(RAW) ## Generate the synthetic raw tables if data/01_raw is empty
+data: bootstrap ## Generate the synthetic raw tables if data/01_raw holds no data file
+	@if [ -z "$$(find data/01_raw -type f ! -name '.gitkeep' -print -quit 2>/dev/null)" ]; then \
+		$(RUN) python -m credit_scoring.synthetic; \
+	else echo "data/01_raw holds data: not generating synthetic tables"; fi
 
 data-home-credit: bootstrap ## Regenerate the raw tables at Home Credit size (307,511 applications)
 	$(RUN) python -m credit_scoring.synthetic --n-applications 307511
@@ -41,23 +42,25 @@ test: bootstrap lint ## Set up, lint, and run the whole test suite
 test-fast: bootstrap ## Unit tests only (no kedro/dvc subprocesses)
 	$(RUN) pytest -m "not integration"
 
-lint: bootstrap ## ruff (lint + format check) and mypy on src/
+lint: bootstrap ## ruff (lint + format check), mypy on src/, import contracts (serving never imports training)
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy
+	$(RUN) lint-imports
 
 format: bootstrap ## Apply ruff fixes and formatting
 	$(RUN) ruff check --fix .
 	$(RUN) ruff format .
 
 build: bootstrap ## Import the MLflow champion into BentoML and build the bento (after make run)
-	UV="$(UV)" $(RUN) python -m credit_scoring.serving.packaging
+	UV="$(UV)" $(RUN) python -m credit_scoring.packaging --project $(PROJECT_DIR)
 
-serve: bootstrap ## Serve the latest bento on 127.0.0.1:3000 (after make build)
-	$(RUN) bentoml serve credit_scoring:latest --host 127.0.0.1 --port $${PORT:-3000}
+serve: bootstrap ## Serve the latest bento on 127.0.0.1:3000 with the project's database (after make build)
+	CREDIT_SCORING_DATABASE_URL="$${CREDIT_SCORING_DATABASE_URL:-$(DATABASE)}" \
+		$(RUN) bentoml serve $${BENTO:-credit_scoring:latest} --host 127.0.0.1 --port $${PORT:-3000}
 
 purge-events: bootstrap ## Delete prediction events older than serving.events.retention_days
-	$(RUN) python -m credit_scoring.serving.retention
+	$(RUN) python -m credit_scoring.retention
 
 ui: bootstrap ## Open the MLflow UI on the embedded store (127.0.0.1:5000)
 	$(RUN) mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db} --host 127.0.0.1 --port 5000

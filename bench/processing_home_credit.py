@@ -26,7 +26,7 @@ import pandas as pd
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
-from credit_scoring.contracts import load_contract
+from credit_scoring.core.contract import load_contract
 from credit_scoring.pipelines import data_ingestion, data_processing
 from credit_scoring.privacy import DEVELOPMENT_KEY
 from credit_scoring.project_config import PROJECT_ROOT, project_parameters

@@ -163,7 +163,7 @@ def main() -> None:
     )
     # the bento, exactly as `make build` makes it, in a throw-away BentoML store
     subprocess.run(
-        [sys.executable, "-m", "credit_scoring.serving.packaging"],
+        [sys.executable, "-m", "credit_scoring.packaging"],
         env=env,
         check=True,
         cwd=PROJECT_ROOT,
@@ -172,11 +172,11 @@ def main() -> None:
     spec = json.loads(spec_path.read_text())
 
     # one real application: a client from the feature store (same body for every target)
-    from credit_scoring.serving.spec import ServingSpec, json_records
-    from credit_scoring.serving.store import CLIENT_FEATURES_TABLE, database_url
+    from credit_scoring.core.spec import ServingSpec, json_records
+    from credit_scoring.core.store import CLIENT_FEATURES_TABLE, database_url
 
     serving = ServingSpec.model_validate(spec)
-    url = database_url()
+    url = database_url(PROJECT_ROOT)
     db_url = (
         url
         if "://" in url and not url.startswith("sqlite:///data")

@@ -6,14 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit_scoring.contracts import (
-    ContractError,
-    build_request_model,
-    build_schema,
-    describe_failures,
-    load_contract,
-    validate_frame,
-)
+from credit_scoring.core.contract import build_request_model, load_contract
+from credit_scoring.core.errors import ContractError
+from credit_scoring.validation import build_schema, describe_failures, validate_frame
 
 CONTRACT = {
     "id_column": "client_id",

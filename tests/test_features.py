@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit_scoring.contracts import ContractError
-from credit_scoring.features import (
+from credit_scoring.core.errors import ContractError
+from credit_scoring.core.features import (
     DerivedFeature,
     SecondaryAggregation,
     add_derived_features,

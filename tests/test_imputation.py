@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit_scoring.contracts import ContractError
+from credit_scoring.core.errors import ContractError
 from credit_scoring.imputation import apply_imputer, assign_columns, fit_imputer, load_groups
 
 FRAME = pd.DataFrame(

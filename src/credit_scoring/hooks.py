@@ -1,14 +1,16 @@
-"""Project hooks: the pseudonymisation key, and the environment the pipelines are built for."""
+"""Project hooks: configuration checked at start-up, the pseudonymisation key, the pipelines."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
 from kedro.framework.project import pipelines
 
+from credit_scoring.config import check_parameters, pipeline_parameter_keys
 from credit_scoring.privacy import resolve_key
-from credit_scoring.project_config import remember_config_loader
+from credit_scoring.project_config import remember_context
 
 PIPELINES_MODULE = "credit_scoring.pipeline_registry"
 
@@ -16,10 +18,24 @@ PIPELINES_MODULE = "credit_scoring.pipeline_registry"
 class ProjectHooks:
     @hook_impl
     def after_context_created(self, context: Any) -> None:
-        # The pipelines depend on the data contract of the active environment (--env):
-        # forget pipelines built for another environment earlier in this process.
-        remember_config_loader(context.config_loader)
+        """Check the configuration of the pipelines about to run, before anything runs.
+
+        The pipelines depend on the data contract of the active environment (--env): forget
+        pipelines built for another environment earlier in this process.
+        """
+        remember_context(context)
+        loader = context.config_loader
+        conf_root = Path(loader.conf_source)
+        conf_dirs = [
+            conf_root / loader.base_env,
+            conf_root / (context.env or loader.default_run_env),
+        ]
+        parameters = loader["parameters"]  # runtime --params included
+        check_parameters(parameters, ["data_contract"], conf_dirs)  # pipelines are built from it
         pipelines.configure(PIPELINES_MODULE)
+        requested = getattr(pipelines, "_requested_pipelines", None) or ["__default__"]
+        keys = pipeline_parameter_keys(pipelines[name] for name in requested if name in pipelines)
+        check_parameters(parameters, sorted(keys), conf_dirs)
 
     @hook_impl
     def after_catalog_created(
@@ -27,7 +43,20 @@ class ProjectHooks:
     ) -> None:
         # The key lives only in memory: from the environment or conf/<env>/credentials.yml.
         # The development key is refused where data_ingestion.allow_development_key is false.
-        # `parameters` holds the whole tree under "parameters" (and each "params:<key>").
-        ingestion = (parameters.get("parameters") or {}).get("data_ingestion") or {}
-        allow_dev = bool(ingestion.get("allow_development_key", False))
+        # Data without client ids needs no key (and gets no development-key warning).
+        tree = parameters.get("parameters") or {}
+        contract = tree.get("data_contract")
+        if not getattr(contract, "id_column", None) and not _get(contract, "id_column"):
+            catalog["pseudonymisation_key"] = ""
+            return
+        ingestion = tree.get("data_ingestion")
+        allow_dev = bool(
+            getattr(ingestion, "allow_development_key", None)
+            if ingestion is not None and not isinstance(ingestion, dict)
+            else (ingestion or {}).get("allow_development_key", False)
+        )
         catalog["pseudonymisation_key"] = resolve_key(conf_creds, allow_development_key=allow_dev)
+
+
+def _get(section: Any, key: str) -> Any:
+    return section.get(key) if isinstance(section, dict) else None

@@ -8,55 +8,28 @@ validation and test rows never leak into the fitted values.
 
 from __future__ import annotations
 
-from fnmatch import fnmatch
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, model_validator
+from pydantic import TypeAdapter, ValidationError
 from sklearn.compose import ColumnTransformer
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401  (registers the class)
 from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
 
-from credit_scoring.contracts import ContractError, config_error
+from credit_scoring.core.encoding import nan_for_missing
+from credit_scoring.core.errors import ContractError, config_error
+from credit_scoring.core.processing import ImputationGroup
 
-Strategy = Literal["median", "mean", "most_frequent", "constant", "knn", "iterative"]
 
-
-class ImputationGroup(BaseModel):
-    """One group: which columns (names/globs or a kind) and how to fill them."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
-    columns: list[str] | None = None
-    select: Literal["numeric", "categorical"] | None = None
-    strategy: Strategy
-    fill_value: str | float | None = None
-    n_neighbors: int = 5
-    max_iter: int = 10
-
-    @model_validator(mode="after")
-    def _check(self) -> ImputationGroup:
-        if (self.columns is None) == (self.select is None):
-            raise ValueError("give exactly one of 'columns' (names or globs) or 'select'")
-        if self.strategy == "constant" and self.fill_value is None:
-            raise ValueError("strategy 'constant' needs a 'fill_value'")
-        return self
-
-    def matches(self, column: str, is_numeric: bool) -> bool:
-        if self.columns is not None:
-            return any(fnmatch(column, pattern) for pattern in self.columns)
-        return is_numeric if self.select == "numeric" else not is_numeric
-
-    def estimator(self) -> Any:
-        if self.strategy == "knn":
-            return KNNImputer(n_neighbors=self.n_neighbors)
-        if self.strategy == "iterative":
-            return IterativeImputer(max_iter=self.max_iter, random_state=0)
-        if self.strategy == "constant":
-            return SimpleImputer(strategy="constant", fill_value=self.fill_value)
-        return SimpleImputer(strategy=self.strategy)
+def group_estimator(group: ImputationGroup) -> Any:
+    """The scikit-learn imputer of one declared group."""
+    if group.strategy == "knn":
+        return KNNImputer(n_neighbors=group.n_neighbors)
+    if group.strategy == "iterative":
+        return IterativeImputer(max_iter=group.max_iter, random_state=0)
+    if group.strategy == "constant":
+        return SimpleImputer(strategy="constant", fill_value=group.fill_value)
+    return SimpleImputer(strategy=group.strategy)
 
 
 def load_groups(raw: list[dict[str, Any]] | list[ImputationGroup]) -> list[ImputationGroup]:
@@ -94,20 +67,13 @@ def build_imputer(
 ) -> ColumnTransformer:
     """An unfitted transformer that imputes each group and passes other columns through."""
     assigned = assign_columns(frame, groups, exclude)
-    transformers = [(g.name, g.estimator(), assigned[g.name]) for g in groups if assigned[g.name]]
+    transformers = [
+        (g.name, group_estimator(g), assigned[g.name]) for g in groups if assigned[g.name]
+    ]
     imputer = ColumnTransformer(
         transformers, remainder="passthrough", verbose_feature_names_out=False
     )
     return imputer.set_output(transform="pandas")
-
-
-def nan_for_missing(frame: pd.DataFrame) -> pd.DataFrame:
-    # scikit-learn's imputers look for NaN; text columns read from Parquet hold None.
-    out = frame.copy()
-    for column in out.columns:
-        if not pd.api.types.is_numeric_dtype(out[column]):
-            out[column] = out[column].astype(object).where(out[column].notna(), np.nan)
-    return out
 
 
 def fit_imputer(

@@ -25,13 +25,14 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from credit_scoring.contracts import config_error
-from credit_scoring.imputation import ImputationGroup, build_imputer, nan_for_missing
+from credit_scoring.core.encoding import ModelKind, model_input
+from credit_scoring.core.errors import config_error
+from credit_scoring.core.processing import ImputationGroup
+from credit_scoring.imputation import build_imputer
 
 logger = logging.getLogger(__name__)
 
 PARAMS_FILE = "conf/base/parameters_data_science.yml"
-ModelKind = Literal["dummy", "logistic_regression", "lightgbm"]
 
 
 class _Strict(BaseModel):
@@ -73,11 +74,6 @@ class CostParams(_Strict):
     false_positive: float = Field(1.0, ge=0)
 
 
-class SplitParams(_Strict):
-    test_size: float = Field(0.2, gt=0, lt=0.5)
-    validation_size: float = Field(0.2, gt=0, lt=0.5)
-
-
 class LeakageParams(_Strict):
     max_single_feature_auc: float = Field(0.85, gt=0.5, le=1.0)
     action: Literal["fail", "warn"] = "fail"
@@ -105,7 +101,6 @@ class RegistryParams(_Strict):
 class DataScienceParams(_Strict):
     """``data_science`` in ``parameters_data_science.yml``: every key is checked."""
 
-    split: SplitParams = Field(default_factory=lambda: SplitParams())
     random_state: int = 42
     leakage: LeakageParams = Field(default_factory=lambda: LeakageParams())
     cost: CostParams = Field(default_factory=lambda: CostParams())
@@ -127,7 +122,10 @@ class DataScienceParams(_Strict):
         return self
 
 
-def load_params(raw: dict[str, Any]) -> DataScienceParams:
+def load_params(raw: dict[str, Any] | DataScienceParams) -> DataScienceParams:
+    """The typed section (Kedro passes it typed; tests and notebooks may pass the mapping)."""
+    if isinstance(raw, DataScienceParams):
+        return raw
     try:
         return DataScienceParams.model_validate(raw)
     except ValidationError as exc:
@@ -196,28 +194,6 @@ class TrainedModel:
         return np.asarray(scores) >= self.threshold
 
 
-def category_codes(
-    frame: pd.DataFrame, declared: dict[str, list[Any]] | None = None
-) -> dict[str, list[str]]:
-    """Categories per text column: the contract's allowed list, else those seen in training."""
-    declared = declared or {}
-    codes = {}
-    for column in frame.columns:
-        if not pd.api.types.is_numeric_dtype(frame[column]):
-            seen = sorted(frame[column].dropna().astype(str).unique())
-            codes[column] = [str(v) for v in declared.get(column, seen)]
-    return codes
-
-
-def encode_categories(frame: pd.DataFrame, categories: dict[str, list[str]]) -> pd.DataFrame:
-    """Text columns to fixed integer codes (unknown or missing -> NaN), as LightGBM reads them."""
-    out = frame.copy()
-    for column, values in categories.items():
-        mapping = {value: float(i) for i, value in enumerate(values)}
-        out[column] = out[column].map(mapping).astype("float64")
-    return out
-
-
 def _logistic_pipeline(
     frame: pd.DataFrame, groups: list[ImputationGroup], candidate: Candidate, params: dict[str, Any]
 ) -> Pipeline:
@@ -267,15 +243,6 @@ def build_estimator(
         "monotone_constraints": [int(c in ctx.monotone_increasing) for c in frame.columns],
     }
     return lgb.LGBMClassifier(**{**settings, **candidate.fixed, **params})
-
-
-def model_input(
-    frame: pd.DataFrame, kind: ModelKind, categories: dict[str, list[str]]
-) -> pd.DataFrame:
-    """LightGBM reads category codes; scikit-learn models read NaN (not None) for missing."""
-    if kind == "lightgbm":
-        return encode_categories(frame, categories)
-    return nan_for_missing(frame)
 
 
 def _fit(

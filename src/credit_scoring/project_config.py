@@ -6,29 +6,34 @@ import os
 from pathlib import Path
 from typing import Any
 
-from kedro.config import OmegaConfigLoader
-
-from credit_scoring.contracts import DataContract, load_contract
+from credit_scoring.config import CONFIG_LOADER_ARGS, ProjectConfigLoader
+from credit_scoring.core.contract import DataContract, load_contract
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _active_loader: Any = None
+_active_project: Path | None = None
 
 
-def remember_config_loader(loader: Any) -> None:
-    """Called by a hook once Kedro has built the config loader of the running session."""
-    global _active_loader
-    _active_loader = loader
+def remember_context(context: Any) -> None:
+    """Called by a hook once Kedro has built the context of the running session."""
+    global _active_loader, _active_project
+    _active_loader = context.config_loader
+    _active_project = Path(context.project_path)
+
+
+def active_project_dir() -> Path:
+    """The running session's project folder (Kedro resolves relative paths against it)."""
+    return _active_project or Path.cwd()
 
 
 def config_loader(env: str | None = None, conf_source: Path | None = None) -> Any:
     """The running session's loader, else one for ``env`` (default: $KEDRO_ENV or local)."""
     if _active_loader is not None and env is None and conf_source is None:
         return _active_loader
-    return OmegaConfigLoader(
+    return ProjectConfigLoader(
         conf_source=str(conf_source or PROJECT_ROOT / "conf"),
         env=env or os.environ.get("KEDRO_ENV"),
-        base_env="base",
-        default_run_env="local",
+        **CONFIG_LOADER_ARGS,
     )
 
 

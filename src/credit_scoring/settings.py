@@ -2,6 +2,8 @@
 
 import os
 
+from credit_scoring.config import CONFIG_LOADER_ARGS as _LOADER_ARGS
+from credit_scoring.config import ProjectConfigLoader
 from credit_scoring.hooks import ProjectHooks
 
 HOOKS = (ProjectHooks(),)
@@ -13,14 +15,16 @@ def _mlflow_uri(default: str) -> str:
 
 
 def _serving_db() -> str:
-    # CREDIT_SCORING_DATABASE_URL points the pipeline and the API at the same database.
-    from credit_scoring.serving.store import database_url
+    # CREDIT_SCORING_DATABASE_URL points the pipeline and the API at the same database;
+    # without it, the project's data/09_serving/serving.db (absolute, like `make serve`'s).
+    from credit_scoring.core.store import database_url
+    from credit_scoring.project_config import active_project_dir
 
-    return database_url()
+    return database_url(active_project_dir())
 
 
+CONFIG_LOADER_CLASS = ProjectConfigLoader
 CONFIG_LOADER_ARGS = {
-    "base_env": "base",
-    "default_run_env": "local",
+    **_LOADER_ARGS,
     "custom_resolvers": {"mlflow_uri": _mlflow_uri, "serving_db": _serving_db},
 }

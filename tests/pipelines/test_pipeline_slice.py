@@ -9,8 +9,10 @@ import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
-from credit_scoring.contracts import load_contract
+from credit_scoring.config import check_parameters
+from credit_scoring.core.contract import load_contract
 from credit_scoring.pipelines import data_ingestion, data_processing
+from credit_scoring.project_config import PROJECT_ROOT
 from tests.conftest import TEST_KEY
 
 
@@ -23,15 +25,18 @@ class KeptDataset(MemoryDataset):
 
 @pytest.fixture(scope="module")
 def run_outputs(raw_tables, parameters) -> dict[str, Any]:
-    contract = load_contract(parameters["data_contract"])
+    keys = ["data_contract", "data_ingestion", "data_processing"]
+    typed = check_parameters(parameters, keys, [PROJECT_ROOT / "conf/base"])
+    contract = typed["data_contract"]
     pipeline = data_ingestion.create_pipeline(contract) + data_processing.create_pipeline(contract)
     inputs = {
         "applications_raw": raw_tables["application_train"],
         "bureau_raw": raw_tables["bureau"],
         "pseudonymisation_key": TEST_KEY,
-        "params:data_contract": parameters["data_contract"],
-        "params:data_ingestion": parameters["data_ingestion"],
-        "params:data_processing": parameters["data_processing"],
+        # typed, as Kedro hands them to the nodes (typed `params:` inputs)
+        "params:data_contract": typed["data_contract"],
+        "params:data_ingestion": typed["data_ingestion"],
+        "params:data_processing": typed["data_processing"],
     }
     catalog = DataCatalog({name: MemoryDataset(value) for name, value in inputs.items()})
     for name in pipeline.all_outputs():
@@ -89,11 +94,12 @@ def test_primary_table_keeps_missing_values_for_the_model_pipeline(run_outputs):
 
 def test_transform_rows_reproduces_the_pipeline_row_by_row(run_outputs, parameters):
     """No training/serving skew: the one-call transform equals the pipeline's nodes."""
-    from credit_scoring.features import load_feature_spec, transform_rows
-    from credit_scoring.pipelines.data_processing.nodes import ProcessingParams
+    from credit_scoring.core.features import transform_rows
+    from credit_scoring.core.processing import ProcessingParams
 
     spec = ProcessingParams.model_validate(parameters["data_processing"]).feature_spec()
-    assert spec == load_feature_spec(spec)
+    declared = parameters["data_processing"]["domain_features"]
+    assert list(spec.domain_features) == list(declared)  # every declared feature, in order
     features = run_outputs["applications_features"]
     raw_columns = [c for c in run_outputs["applications_unique_columns"].columns]
     rows = run_outputs["applications_unique_columns"].sample(50, random_state=0)
@@ -110,15 +116,15 @@ def test_row_transformer_gives_the_model_exactly_the_pipelines_rows(run_outputs,
     """The API's pandas-free hot path equals the pipeline: processed values and model input."""
     import numpy as np
 
-    from credit_scoring.features import RowTransformer
-    from credit_scoring.modeling import category_codes, model_input
-    from credit_scoring.pipelines.data_processing.nodes import ProcessingParams
-    from credit_scoring.serving.spec import json_records
+    from credit_scoring.core.encoding import category_codes, model_input
+    from credit_scoring.core.features import RowTransformer
+    from credit_scoring.core.processing import ProcessingParams
+    from credit_scoring.core.spec import json_records
 
     contract = load_contract(parameters["data_contract"])
     spec = ProcessingParams.model_validate(parameters["data_processing"]).feature_spec()
     primary = run_outputs["applications_primary"].set_index("client_id")
-    features = [c for c in primary.columns if c != contract.target.column]
+    features = [c for c in primary.columns if c not in (contract.target.column, "split")]
     categories = category_codes(primary[features])
     store = run_outputs["client_features"].set_index("client_id")
     clients = store.index.intersection(primary.index)[:200]

@@ -52,14 +52,14 @@ def serving_db(trained_project: Path) -> str:
 
 @pytest.fixture(scope="session")
 def bento_model(trained_project: Path) -> str:
-    """`python -m credit_scoring.serving.packaging --no-build`: the tested import step."""
+    """`python -m credit_scoring.packaging --no-build`: the tested import step."""
     env = {k: v for k, v in os.environ.items() if "MLFLOW_" not in k}
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{trained_project / 'mlflow.db'}"
     result = subprocess.run(
         [
             sys.executable,
             "-m",
-            "credit_scoring.serving.packaging",
+            "credit_scoring.packaging",
             "--no-build",
             "--project",
             str(trained_project),
@@ -117,7 +117,7 @@ def client_features(trained_project: Path, serving_db: str) -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def application(service_module: ModuleType, client_features: pd.DataFrame) -> dict[str, Any]:
     """A valid request body: one known client's stored features."""
-    from credit_scoring.serving.spec import json_records
+    from credit_scoring.core.spec import json_records
 
     spec = service_module.SPEC
     return json_records(client_features.head(1), spec.request_columns())[0]

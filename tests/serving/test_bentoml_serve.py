@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from credit_scoring.serving.store import read_events
+from credit_scoring.core.store import read_events
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,7 @@ def bento(bento_model: str) -> str:
         [
             sys.executable,
             "-c",
-            "from credit_scoring.serving.packaging import build_bento; print(build_bento())",
+            "from credit_scoring.packaging import build_bento; print(build_bento())",
         ],
         capture_output=True,
         text=True,

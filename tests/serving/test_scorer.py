@@ -7,10 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit_scoring.modeling import Candidate, CostParams, FitContext, category_codes, fit_candidate
+from credit_scoring.core.encoding import category_codes
+from credit_scoring.core.spec import BACKGROUND_FILE, MODEL_DIR, ServingSpec, json_records
+from credit_scoring.modeling import Candidate, CostParams, FitContext, fit_candidate
 from credit_scoring.registry import SKOPS_TRUSTED_TYPES
-from credit_scoring.serving.scorer import BACKGROUND_FILE, Scorer
-from credit_scoring.serving.spec import MODEL_DIR, ServingSpec, json_records
+from credit_scoring.serving.scorer import Scorer
 
 
 def test_a_logistic_regression_champion_scores_and_explains(

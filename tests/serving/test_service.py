@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from credit_scoring.core.spec import json_records
+from credit_scoring.core.store import read_events
 from credit_scoring.registry import load_model
-from credit_scoring.serving.spec import json_records
-from credit_scoring.serving.store import read_events
 
 
 def use_mlflow_store(project) -> str:

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from credit_scoring.serving.store import (
+from credit_scoring.core.store import (
     ClientFeatureStore,
     EventStore,
     purge_events,
@@ -131,7 +131,7 @@ def test_retention_purges_only_events_older_than_the_period(db_url: str):
 
 
 def test_retention_command_reads_the_configured_period(tmp_path: Path, monkeypatch):
-    from credit_scoring.serving import retention
+    from credit_scoring import retention
 
     url = f"sqlite:///{tmp_path / 'serving.db'}"
     store = EventStore(url)

@@ -17,10 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from credit_scoring.modeling import category_codes, encode_categories, model_input
-from credit_scoring.serving.spec import MODEL_DIR, ServingSpec
-
-BACKGROUND_FILE = "background.parquet"
+from credit_scoring.core.encoding import category_codes, encode_categories, model_input
+from credit_scoring.core.spec import BACKGROUND_FILE, MODEL_DIR, ServingSpec
 
 
 @dataclass(frozen=True)
@@ -69,9 +67,7 @@ class Scorer:
                     "the bento with `make build`."
                 )
         else:
-            import mlflow.sklearn
-
-            self.estimator = mlflow.sklearn.load_model(str(model_path / MODEL_DIR))
+            self.estimator = load_skops_model(model_path / MODEL_DIR)
             background = pd.read_parquet(model_path / BACKGROUND_FILE)[self.features]
             # The explainer works on numbers: text columns as codes (the contract's categories).
             declared = {
@@ -170,6 +166,25 @@ class Scorer:
 
         masker = shap.maskers.Independent(encoded, max_samples=len(encoded))
         return shap.explainers.Permutation(positive, masker)
+
+
+def load_skops_model(model_dir: Path) -> Any:
+    """A scikit-learn model that MLflow logged in skops format, without MLflow.
+
+    Only the skops format is accepted (no pickle): its allow-list of types is the one logged
+    with the model in the MLmodel file.
+    """
+    import skops.io
+    import yaml
+
+    flavor = yaml.safe_load((model_dir / "MLmodel").read_text())["flavors"]["sklearn"]
+    if flavor.get("serialization_format") != "skops":
+        raise ValueError(
+            f"{model_dir} holds a {flavor.get('serialization_format')!r} model; the service "
+            "loads scikit-learn models in the skops format only (no pickled code)."
+        )
+    trusted = flavor.get("skops_trusted_types") or []
+    return skops.io.load(model_dir / flavor["pickled_model"], trusted=trusted)
 
 
 def _format(value: float | str) -> str:

@@ -25,6 +25,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from credit_scoring.core.spec import SPEC_FILE, ServingSpec
+from credit_scoring.core.store import ClientFeatureStore, EventStore, utc_now
 from credit_scoring.serving import bentoml_fixes
 from credit_scoring.serving.http import ERROR_SCHEMA, ApiGuard
 from credit_scoring.serving.schemas import (
@@ -38,8 +40,6 @@ from credit_scoring.serving.schemas import (
 )
 from credit_scoring.serving.scorer import Scorer
 from credit_scoring.serving.settings import ServingSettings
-from credit_scoring.serving.spec import SPEC_FILE, ServingSpec
-from credit_scoring.serving.store import ClientFeatureStore, EventStore, utc_now
 
 logger = logging.getLogger(__name__)
 bentoml_fixes.apply()
@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 else:
     Application = SPEC.request_model()
 ID_COLUMN = SPEC.contract.pseudonymised_id_column
+# Clients can be looked up by id only when the data has one (data_contract.id_column).
+HAS_CLIENTS = SPEC.contract.id_column is not None
 
 PROBABILITY = bentoml.metrics.Histogram(
     name="credit_scoring_predicted_probability",
@@ -93,6 +95,7 @@ async def _client_route(request: Request) -> JSONResponse:
             errors=[{"field": "path.client_id", "rule": "pattern", "message": CLIENT_ID_PATTERN}],
         )
     service: CreditScoring = bentoml.get_current_service()
+    assert service.clients is not None  # the route is mounted only when clients have ids
     record = await run_in_threadpool(service.clients.get, client_id)
     if record is None:
         return _error(
@@ -124,7 +127,7 @@ def _openapi(spec: dict[str, Any]) -> dict[str, Any]:
             post["responses"]["413"] = {"description": "Body or batch too large", "content": error}
             post["responses"]["415"] = {"description": "Body is not JSON", "content": error}
             post["responses"]["422"] = {"description": "Invalid field(s)", "content": error}
-    for action, model in (("score", Prediction), ("explain", Explanation)):
+    for action, model in (("score", Prediction), ("explain", Explanation)) if HAS_CLIENTS else ():
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(schema.pop("$defs", {}))
         components[model.__name__] = schema
@@ -158,7 +161,11 @@ def _openapi(spec: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-@bentoml.asgi_app(clients_app, path="/clients")
+def _client_routes(cls: Any) -> Any:
+    return bentoml.asgi_app(clients_app, path="/clients")(cls) if HAS_CLIENTS else cls
+
+
+@_client_routes
 @bentoml.service(
     name="credit_scoring",
     workers=settings.workers,
@@ -173,11 +180,12 @@ class CreditScoring:
     def __init__(self) -> None:
         self.spec = SPEC
         self.scorer = Scorer(SPEC, Path(self.model.path))
-        self.clients = ClientFeatureStore(settings.database_url, ID_COLUMN)
+        database = settings.require_database_url()
+        self.clients = ClientFeatureStore(database, ID_COLUMN) if HAS_CLIENTS else None
         self.events: EventStore | None = None
         if settings.log_events:
             self.events = EventStore(
-                settings.database_url,
+                database,
                 batch_size=settings.event_batch_size,
                 flush_seconds=settings.event_flush_seconds,
             )
@@ -207,7 +215,8 @@ class CreditScoring:
     def close(self) -> None:
         if self.events is not None:
             self.events.close()
-        self.clients.close()
+        if self.clients is not None:
+            self.clients.close()
 
     # --- API ----------------------------------------------------------------------------
 

@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from credit_scoring.serving.store import DEFAULT_DATABASE_URL
+from credit_scoring.core.spec import PACKAGED_MODEL_FILE
+from credit_scoring.core.store import DATABASE_URL_ENV, sqlite_path
+
+
+def packaged_model_tag() -> str:
+    """The tag `make build` wrote next to this module; the store's latest model otherwise."""
+    packaged = Path(__file__).with_name(Path(PACKAGED_MODEL_FILE).name)
+    if packaged.exists():
+        return packaged.read_text().strip()
+    return f"{DEFAULT_MODEL_NAME}:latest"
+
+
+DEFAULT_MODEL_NAME = "credit_scoring"
 
 
 class ServingSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CREDIT_SCORING_", extra="ignore")
 
     model_tag: str = Field(
-        "credit_scoring:latest", description="BentoML model holding the champion"
+        default_factory=lambda: packaged_model_tag(),
+        description="BentoML model holding the champion (default: the one the bento was built "
+        "with, written by `make build`)",
     )
-    database_url: str = Field(
-        DEFAULT_DATABASE_URL,
-        description="SQLAlchemy URL of the prediction events and client features",
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the prediction events and client features; `make serve` "
+        "sets it to the project's database (data/09_serving/serving.db)",
     )
     log_events: bool = Field(True, description="store every scored request as an event")
     event_batch_size: int = Field(500, ge=1, description="events written per transaction")
@@ -31,3 +48,26 @@ class ServingSettings(BaseSettings):
         description="a request still running after this gets HTTP 504",
     )
     workers: int = Field(2, ge=1, le=64, description="API worker processes")
+
+    @field_validator("database_url")
+    @classmethod
+    def _absolute_sqlite(cls, url: str | None) -> str | None:
+        path = sqlite_path(url) if url else None
+        if path is not None and not path.is_absolute():
+            raise ValueError(
+                f"{DATABASE_URL_ENV}={url} is a relative SQLite path: it would be resolved in the "
+                "bento's own folder, where nothing reads it. Give an absolute path "
+                "(sqlite:////abs/path/serving.db) or start the service with `make serve`."
+            )
+        return url
+
+    def require_database_url(self) -> str:
+        """The database URL; a service without one refuses to start (and says how to fix it)."""
+        if not self.database_url:
+            raise RuntimeError(
+                f"{DATABASE_URL_ENV} is not set: the service would not know where the client "
+                "features are and where to store its decisions. Start it with `make serve` (the "
+                "project's data/09_serving/serving.db) or set the variable, e.g. "
+                "postgresql+psycopg://user@host:5432/credit."
+            )
+        return self.database_url

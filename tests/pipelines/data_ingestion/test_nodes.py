@@ -7,7 +7,7 @@ import logging
 import pandas as pd
 import pytest
 
-from credit_scoring.contracts import ContractError
+from credit_scoring.core.errors import ContractError
 from credit_scoring.pipelines.data_ingestion.nodes import (
     ingest_applications,
     ingest_secondary_table,

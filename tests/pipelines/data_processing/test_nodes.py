@@ -6,9 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit_scoring.contracts import ContractError
+from credit_scoring.core.errors import ContractError
+from credit_scoring.core.processing import ProcessingParams, SplitParams
 from credit_scoring.pipelines.data_processing.nodes import (
     aggregate_table,
+    assign_splits,
     build_features,
     deduplicate_rows,
     drop_duplicate_columns,
@@ -53,14 +55,74 @@ def test_treat_outliers_learns_bounds_and_returns_them():
         "outliers": {
             "INCOME": {"method": "quantile", "lower": 0.0, "upper": 0.95, "action": "clip"},
             "AGE": {"method": "fixed", "lower": 18, "upper": 100, "action": "set_missing"},
-            "ABSENT": {"method": "iqr"},
         }
     }
     out = treat_outliers(frame, params)
     assert out["table"]["INCOME"].max() == pytest.approx(out["bounds"]["INCOME"]["upper"])
     assert out["bounds"]["INCOME"]["upper"] < 100
     assert out["table"]["AGE"].isna().sum() == 1
-    assert "ABSENT" not in out["bounds"]
+
+
+def test_treat_outliers_refuses_a_rule_for_an_absent_column():
+    params = {"outliers": {"ABSENT": {"method": "iqr"}}}
+    with pytest.raises(ContractError, match=r"outliers\.ABSENT: no such column"):
+        treat_outliers(pd.DataFrame({"INCOME": [1.0, 2.0]}), params)
+
+
+def _with_splits(n: int = 400, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "client_id": [f"c{i}" for i in range(n)],
+            "TARGET": rng.integers(0, 2, n),
+            "INCOME": rng.lognormal(10, 1, n),
+            "SPARSE": np.where(rng.random(n) < 0.5, np.nan, 1.0) + rng.random(n),
+            "FLAT": 1.0,
+        }
+    )
+    split = SplitParams(test_size=0.2, validation_size=0.2)
+    return assign_splits(frame, CONTRACT, ProcessingParams(split=split))
+
+
+def test_assign_splits_is_stratified_seeded_and_complete():
+    out = _with_splits()
+    shares = out["split"].value_counts(normalize=True)
+    assert shares.to_dict() == pytest.approx({"train": 0.6, "validation": 0.2, "test": 0.2})
+    rates = out.groupby("split")["TARGET"].mean()
+    assert rates.max() - rates.min() < 0.05  # stratified on the target
+    assert out["split"].tolist() == _with_splits()["split"].tolist()  # seeded
+
+
+def test_changing_only_test_rows_changes_no_learned_decision():
+    """Outlier bounds, irrelevant-column and duplicate-column decisions see training rows only."""
+    params = {
+        "outliers": {"INCOME": {"method": "quantile", "lower": 0.01, "upper": 0.99}},
+        "irrelevant_columns": {"max_missing_fraction": 0.6},
+    }
+    frame = _with_splits()
+    test = frame["split"] == "test"
+    changed = frame.copy()
+    changed.loc[test, "INCOME"] = 1e12  # extreme values in test rows only
+    changed.loc[test, "SPARSE"] = np.nan  # test rows all missing: 60%+ overall
+    changed.loc[test, "FLAT"] = 7.0  # no longer constant overall
+    frame["COPY"] = frame["INCOME"]  # a copy of INCOME ...
+    changed["COPY"] = changed["INCOME"].where(~test, -1.0)  # ... except in test rows
+
+    def decisions(table: pd.DataFrame) -> tuple:
+        bounds = treat_outliers(table, params)["bounds"]
+        dropped = drop_irrelevant_columns(table, CONTRACT, params)["dropped"]
+        duplicates = drop_duplicate_columns(table)["dropped"]
+        return bounds, dropped, duplicates
+
+    assert decisions(frame)[2] == {"COPY": "INCOME"}
+    assert decisions(changed) == decisions(frame)
+    # and the same changes made to training rows do change them (the test can fail)
+    train = frame["split"] == "train"
+    moved = frame.copy()
+    moved.loc[train, "INCOME"] = moved.loc[train, "INCOME"] * 10
+    moved.loc[train, "FLAT"] = np.arange(train.sum(), dtype=float)
+    assert decisions(moved)[0] != decisions(frame)[0]
+    assert decisions(moved)[1] != decisions(frame)[1]
 
 
 def test_processing_params_typo_names_key_and_file():

@@ -10,7 +10,7 @@ import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
-from credit_scoring.contracts import load_contract
+from credit_scoring.core.contract import load_contract
 from credit_scoring.pipelines import data_ingestion, data_processing
 from credit_scoring.synthetic import SyntheticParams, generate
 from tests.conftest import TEST_KEY

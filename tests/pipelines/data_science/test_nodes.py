@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit_scoring.contracts import ContractError
+from credit_scoring.core.encoding import category_codes, encode_categories
+from credit_scoring.core.errors import ContractError
 from credit_scoring.imputation import load_groups
 from credit_scoring.modeling import (
     Candidate,
@@ -16,9 +17,7 @@ from credit_scoring.modeling import (
     FitContext,
     best_threshold,
     business_cost,
-    category_codes,
     directional_violations,
-    encode_categories,
     fit_candidate,
     load_params,
 )
@@ -49,8 +48,8 @@ def test_best_threshold_accepts_everyone_when_refusing_never_pays():
 
 
 def test_split_is_stratified_disjoint_and_reproducible(primary, parameters):
-    a = split_data(primary, parameters["data_contract"], parameters["data_science"])
-    b = split_data(primary, parameters["data_contract"], parameters["data_science"])
+    a = split_data(primary, parameters["data_contract"])
+    b = split_data(primary, parameters["data_contract"])
     ids = {k: set(v["client_id"]) for k, v in a.items()}
     assert all(not (ids[x] & ids[y]) for x, y in itertools.combinations(ids, 2))
     assert sum(len(v) for v in ids.values()) == len(primary)
@@ -93,7 +92,7 @@ def test_encoding_maps_unknown_and_missing_categories_to_nan():
 
 @pytest.fixture(scope="module")
 def trained(primary, parameters):
-    split = split_data(primary, parameters["data_contract"], parameters["data_science"])
+    split = split_data(primary, parameters["data_contract"])
     settings = load_params(parameters["data_science"])
     train = split["train"]
     x, y = train.drop(columns=["client_id", "TARGET"]), train["TARGET"].to_numpy()

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
+from credit_scoring.core.contract import load_contract
 from credit_scoring.pipelines import data_science
 from credit_scoring.registry import CHALLENGER, CHAMPION, load_model
 from tests.conftest import TEST_KEY
@@ -62,7 +63,7 @@ def test_the_run_logs_what_the_api_is_built_from(first_run, outlier_bounds, para
     logged = mlflow.artifacts.load_dict(f"runs:/{champion.run_id}/serving/outlier_bounds.json")
     assert logged == outlier_bounds
     contract = mlflow.artifacts.load_dict(f"runs:/{champion.run_id}/serving/data_contract.json")
-    assert contract == parameters["data_contract"]
+    assert load_contract(contract) == load_contract(parameters["data_contract"])
 
 
 def test_reports_and_explanations(first_run):

@@ -10,14 +10,9 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from credit_scoring.core.encoding import category_codes
 from credit_scoring.imputation import load_groups
-from credit_scoring.modeling import (
-    Candidate,
-    FitContext,
-    category_codes,
-    fit_candidate,
-    load_params,
-)
+from credit_scoring.modeling import Candidate, FitContext, fit_candidate, load_params
 from credit_scoring.pipelines.data_science import nodes
 from credit_scoring.pipelines.data_science.nodes import register_model, split_data
 from credit_scoring.registry import CHAMPION, decide, load_model
@@ -28,7 +23,7 @@ NAME = "credit_scoring"
 
 @pytest.fixture(scope="module")
 def splits(primary, parameters) -> dict[str, pd.DataFrame]:
-    return split_data(primary, parameters["data_contract"], parameters["data_science"])
+    return split_data(primary, parameters["data_contract"])
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +83,8 @@ def _register(model, models, splits, parameters) -> dict[str, Any]:
             {"EXT_SOURCE_3": 0.1},
             parameters["data_contract"],
             parameters["data_science"],
+            {},
+            parameters["data_processing"],
         )
 
 

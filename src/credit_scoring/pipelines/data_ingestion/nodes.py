@@ -8,17 +8,10 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from credit_scoring.contracts import (
-    ColumnSpec,
-    ContractError,
-    TargetSpec,
-    build_schema,
-    config_error,
-    describe_failures,
-    load_contract,
-    validate_frame,
-)
+from credit_scoring.core.contract import ColumnSpec, DataContract, TargetSpec, load_contract
+from credit_scoring.core.errors import ContractError, config_error
 from credit_scoring.privacy import pseudonymise_series
+from credit_scoring.validation import build_schema, describe_failures, validate_frame
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +27,16 @@ class IngestionParams(BaseModel):
     on_invalid: Literal["fail", "quarantine"] = "quarantine"
     max_invalid_fraction: float = Field(0.05, ge=0.0, le=1.0)
     allow_development_key: bool = True
+
+
+def load_ingestion(raw: IngestionParams | dict[str, Any]) -> IngestionParams:
+    """The typed section (Kedro passes it typed; tests may pass the mapping)."""
+    if isinstance(raw, IngestionParams):
+        return raw
+    try:
+        return IngestionParams.model_validate(raw)
+    except ValidationError as exc:
+        raise config_error(exc, "data_ingestion", PARAMS_FILE) from None
 
 
 def minimise_columns(table: pd.DataFrame, keep: list[str], table_name: str) -> pd.DataFrame:
@@ -80,7 +83,7 @@ def validate_table(
     columns: dict[str, ColumnSpec],
     id_column: str | None,
     target: TargetSpec | None,
-    params: dict[str, Any],
+    params: IngestionParams | dict[str, Any],
     table_name: str,
 ) -> dict[str, Any]:
     """Validate every row against the contract; fail or quarantine the invalid ones.
@@ -88,10 +91,7 @@ def validate_table(
     Returns the valid rows (typed, target encoded 0/1), the quarantined rows with
     ``_rejection_reason``, and a report of counts by rule.
     """
-    try:
-        settings = IngestionParams.model_validate(params)
-    except ValidationError as exc:
-        raise config_error(exc, "data_ingestion", PARAMS_FILE) from None
+    settings = load_ingestion(params)
     schema = build_schema(columns, id_column=id_column, target=target, name=table_name)
     outcome = validate_frame(table, schema)
     n_in, n_bad = len(table), len(outcome.invalid)
@@ -118,8 +118,8 @@ def validate_table(
 def ingest_applications(
     applications: pd.DataFrame,
     pseudonymisation_key: str,
-    data_contract: dict[str, Any],
-    params: dict[str, Any],
+    data_contract: DataContract,
+    params: IngestionParams,
 ) -> dict[str, Any]:
     """Minimise, pseudonymise and validate the main table (one row per application)."""
     contract = load_contract(data_contract)
@@ -141,8 +141,8 @@ def ingest_applications(
 def ingest_secondary_table(
     table: pd.DataFrame,
     pseudonymisation_key: str,
-    data_contract: dict[str, Any],
-    params: dict[str, Any],
+    data_contract: DataContract,
+    params: IngestionParams,
     table_name: str,
 ) -> dict[str, Any]:
     """Minimise, pseudonymise (same key as the main table) and validate a secondary table."""

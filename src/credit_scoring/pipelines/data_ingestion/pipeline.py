@@ -4,7 +4,7 @@ from functools import partial, update_wrapper
 
 from kedro.pipeline import Node, Pipeline
 
-from credit_scoring.contracts import DataContract
+from credit_scoring.core.contract import DataContract
 
 from .nodes import ingest_applications, ingest_secondary_table
 

@@ -1,93 +1,58 @@
-"""Processing: clean the validated tables and build the model input table."""
+"""Processing: clean the validated tables and build the model input table.
+
+Every decision learned from the data (duplicate columns, outlier bounds, irrelevant columns,
+imputed values) is learned on the rows of the training split only, which is assigned here,
+first: no validation or test row shapes a fit. The learned bounds are saved with the model,
+so the API applies exactly those.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from sklearn.model_selection import train_test_split
 
-from credit_scoring.contracts import ContractError, config_error, load_contract
-from credit_scoring.features import (
-    FeatureSpec,
+from credit_scoring.core.contract import DataContract, load_contract
+from credit_scoring.core.errors import ContractError
+from credit_scoring.core.features import (
     add_derived_features,
     aggregate_secondary,
     apply_outlier_bounds,
     flag_anomalies,
     join_aggregates,
-    load_feature_spec,
+)
+from credit_scoring.core.processing import (
+    PARAMS_FILE,
+    OutlierRule,
+    ProcessingParams,
+    load_processing,
 )
 from credit_scoring.imputation import apply_imputer, fit_imputer, load_groups
 
 logger = logging.getLogger(__name__)
 
-PARAMS_FILE = "conf/base/parameters_data_processing.yml"
+SPLIT_COLUMN = "split"  # train | validation | test, assigned once, before anything is learned
+TRAIN = "train"
 
 
-class OutlierRule(BaseModel):
-    """How to bound one column: learned quantiles, an IQR fence, or fixed values."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    method: Literal["quantile", "iqr", "fixed"]
-    lower: float | None = None
-    upper: float | None = None
-    factor: float = 3.0
-    action: Literal["clip", "set_missing"] = "clip"
-
-    @model_validator(mode="after")
-    def _check(self) -> OutlierRule:
-        if self.method == "quantile":
-            for q in (self.lower, self.upper):
-                if q is not None and not 0.0 <= q <= 1.0:
-                    raise ValueError("quantile bounds must lie in [0, 1]")
-        return self
+def _settings(params: dict[str, Any] | ProcessingParams) -> ProcessingParams:
+    return load_processing(params)
 
 
-class IrrelevantColumns(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    max_missing_fraction: float = Field(0.6, ge=0.0, le=1.0)
-    id_like_unique_ratio: float = Field(0.95, gt=0.0, le=1.0)
-    drop_constant: bool = True
-    keep: list[str] = Field(default_factory=list)
-
-
-class ProcessingParams(BaseModel):
-    """``data_processing`` in ``parameters_data_processing.yml``: every key is checked."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    anomalies: list[dict[str, Any]] = Field(default_factory=list)
-    outliers: dict[str, OutlierRule] = Field(default_factory=dict)
-    domain_features: dict[str, Any] = Field(default_factory=dict)
-    secondary_aggregations: dict[str, Any] = Field(default_factory=dict)
-    irrelevant_columns: IrrelevantColumns = Field(default_factory=lambda: IrrelevantColumns())
-    imputation: list[dict[str, Any]] = Field(default_factory=list)
-
-    def feature_spec(self) -> FeatureSpec:
-        return load_feature_spec(
-            {
-                "anomalies": self.anomalies,
-                "domain_features": self.domain_features,
-                "secondary_aggregations": self.secondary_aggregations,
-            }
-        )
-
-
-def _settings(params: dict[str, Any]) -> ProcessingParams:
-    try:
-        return ProcessingParams.model_validate(params)
-    except ValidationError as exc:
-        raise config_error(exc, "data_processing", PARAMS_FILE) from None
-
-
-def _protected(data_contract: dict[str, Any]) -> list[str]:
+def _protected(data_contract: dict[str, Any] | DataContract) -> list[str]:
     contract = load_contract(data_contract)
     target = [contract.target.column] if contract.target else []
-    return [contract.pseudonymised_id_column, *target]
+    return [contract.pseudonymised_id_column, *target, SPLIT_COLUMN]
+
+
+def _training_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows a decision may be learned from (all rows of a table without a split)."""
+    if SPLIT_COLUMN not in table.columns:
+        return table
+    return table[table[SPLIT_COLUMN] == TRAIN]
 
 
 def deduplicate_rows(applications: pd.DataFrame) -> pd.DataFrame:
@@ -97,21 +62,55 @@ def deduplicate_rows(applications: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def assign_splits(
+    applications: pd.DataFrame, data_contract: DataContract, params: ProcessingParams
+) -> pd.DataFrame:
+    """Add the ``split`` column (train / validation / test): stratified, seeded, done first.
+
+    The same client always lands in the same split, so the processing steps that learn from
+    data can learn from the training rows only.
+    """
+    contract = load_contract(data_contract)
+    split = _settings(params).split
+    target = contract.target.column if contract.target else None
+    stratify = applications[target] if target else None
+    rest, test = train_test_split(
+        applications.index,
+        test_size=split.test_size,
+        stratify=stratify,
+        random_state=split.random_state,
+    )
+    share = split.validation_size / (1 - split.test_size)
+    _, validation = train_test_split(
+        rest,
+        test_size=share,
+        stratify=stratify.loc[rest] if stratify is not None else None,
+        random_state=split.random_state,
+    )
+    out = applications.copy()
+    out[SPLIT_COLUMN] = "train"
+    out.loc[validation, SPLIT_COLUMN] = "validation"
+    out.loc[test, SPLIT_COLUMN] = "test"
+    logger.info("split: %s", out[SPLIT_COLUMN].value_counts().to_dict())
+    return out
+
+
 def drop_duplicate_columns(applications: pd.DataFrame) -> dict[str, Any]:
-    """Drop columns whose values repeat an earlier column exactly; report which."""
+    """Drop columns whose training rows repeat an earlier column exactly; report which."""
     first_by_digest: dict[str, str] = {}
     duplicates: dict[str, str] = {}
+    rows = _training_rows(applications)
     for column in applications.columns:
-        values = pd.util.hash_pandas_object(applications[column], index=False).to_numpy()
+        values = pd.util.hash_pandas_object(rows[column], index=False).to_numpy()
         digest = hashlib.sha256(values.tobytes()).hexdigest()
         original = first_by_digest.setdefault(digest, column)
-        if original != column and applications[column].equals(applications[original]):
+        if original != column and rows[column].equals(rows[original]):
             duplicates[column] = original
     logger.info("duplicate columns dropped: %s", duplicates or "none")
     return {"table": applications.drop(columns=list(duplicates)), "dropped": duplicates}
 
 
-def treat_anomalies(applications: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
+def treat_anomalies(applications: pd.DataFrame, params: ProcessingParams) -> pd.DataFrame:
     """Replace sentinel values (e.g. DAYS_EMPLOYED = 365243) by NaN and a flag column."""
     return flag_anomalies(applications, _settings(params).feature_spec().anomalies)
 
@@ -128,20 +127,27 @@ def _bounds(series: pd.Series, rule: OutlierRule) -> tuple[float | None, float |
     return float(q1 - rule.factor * (q3 - q1)), float(q3 + rule.factor * (q3 - q1))
 
 
-def treat_outliers(applications: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any]:
-    """Learn each column's bounds by its rule and apply them; return the bounds for serving."""
+def treat_outliers(applications: pd.DataFrame, params: ProcessingParams) -> dict[str, Any]:
+    """Learn each column's bounds on the training rows and apply them to every row.
+
+    Returns the bounds for serving. A rule naming a column the table does not have is an
+    error (the session's configuration check catches it before any node runs).
+    """
     bounds: dict[str, dict[str, Any]] = {}
+    rows = _training_rows(applications)
     for column, rule in _settings(params).outliers.items():
         if column not in applications.columns:
-            logger.info("outlier rule for absent column %s skipped", column)
-            continue
-        lower, upper = _bounds(applications[column], rule)
+            raise ContractError(
+                f"data_processing.outliers.{column}: no such column in the table (dropped "
+                f"as a duplicate, or not in the data contract). Fix it in {PARAMS_FILE}."
+            )
+        lower, upper = _bounds(rows[column], rule)
         bounds[column] = {"lower": lower, "upper": upper, "action": rule.action}
     return {"table": apply_outlier_bounds(applications, bounds), "bounds": bounds}
 
 
 def aggregate_table(
-    table: pd.DataFrame, data_contract: dict[str, Any], params: dict[str, Any], table_name: str
+    table: pd.DataFrame, data_contract: DataContract, params: ProcessingParams, table_name: str
 ) -> pd.DataFrame:
     """Per-client aggregates of one secondary table, as declared in parameters."""
     contract = load_contract(data_contract)
@@ -156,8 +162,8 @@ def aggregate_table(
 
 def build_features(
     applications: pd.DataFrame,
-    data_contract: dict[str, Any],
-    params: dict[str, Any],
+    data_contract: DataContract,
+    params: ProcessingParams,
     **aggregates: pd.DataFrame,
 ) -> pd.DataFrame:
     """Add the domain features and join each secondary table's per-client aggregates."""
@@ -172,16 +178,17 @@ def build_features(
 
 
 def drop_irrelevant_columns(
-    features: pd.DataFrame, data_contract: dict[str, Any], params: dict[str, Any]
+    features: pd.DataFrame, data_contract: DataContract, params: ProcessingParams
 ) -> dict[str, Any]:
-    """Drop too-sparse, constant and ID-like columns; report each with its reason."""
+    """Drop too-sparse, constant and ID-like columns (judged on the training rows)."""
     rules = _settings(params).irrelevant_columns
     keep = set(_protected(data_contract)) | set(rules.keep)
     reasons: dict[str, str] = {}
+    rows = _training_rows(features)
     for column in features.columns:
         if column in keep:
             continue
-        series = features[column]
+        series = rows[column]
         missing = float(series.isna().mean())
         if missing > rules.max_missing_fraction:
             reasons[column] = (
@@ -212,12 +219,12 @@ def _is_id_like(series: pd.Series, unique_ratio: float) -> bool:
 
 
 def impute_missing_values(
-    primary: pd.DataFrame, data_contract: dict[str, Any], params: dict[str, Any]
+    primary: pd.DataFrame, data_contract: DataContract, params: ProcessingParams
 ) -> dict[str, Any]:
-    """Fill missing values group by group, as declared; report each column's group."""
+    """Fill missing values group by group (fitted on the training rows); report the groups."""
     groups = load_groups(_settings(params).imputation)
     protected = _protected(data_contract)
-    imputer = fit_imputer(primary, groups, exclude=protected)
+    imputer = fit_imputer(_training_rows(primary), groups, exclude=protected)
     table = apply_imputer(imputer, primary, exclude=protected)
     report = {name: columns for name, _, columns in imputer.transformers_ if name != "remainder"}
     left = [c for c in table.columns if c not in protected and table[c].isna().any()]
@@ -252,8 +259,8 @@ def summarise_processing(
 
 def build_client_features(
     applications: pd.DataFrame,
-    data_contract: dict[str, Any],
-    params: dict[str, Any],
+    data_contract: DataContract,
+    params: ProcessingParams,
     **aggregates: pd.DataFrame,
 ) -> pd.DataFrame:
     """The client feature store: what the API needs to score a known client by id.

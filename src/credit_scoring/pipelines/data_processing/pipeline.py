@@ -4,10 +4,11 @@ from functools import partial, update_wrapper
 
 from kedro.pipeline import Node, Pipeline
 
-from credit_scoring.contracts import DataContract
+from credit_scoring.core.contract import DataContract
 
 from .nodes import (
     aggregate_table,
+    assign_splits,
     build_client_features,
     build_features,
     deduplicate_rows,
@@ -38,6 +39,25 @@ def _aggregation_nodes(contract: DataContract) -> list[Node]:
     return nodes
 
 
+def _client_feature_nodes(contract: DataContract, aggregates: dict[str, str]) -> list[Node]:
+    """The client feature store (GET /clients/{id}/score) exists only when clients have an id."""
+    if contract.id_column is None:
+        return []
+    return [
+        Node(
+            func=build_client_features,
+            inputs={
+                "applications": "applications_validated",
+                "data_contract": CONTRACT,
+                "params": PARAMS,
+                **aggregates,
+            },
+            outputs="client_features",
+            name="build_client_features_node",
+        )
+    ]
+
+
 def create_pipeline(contract: DataContract) -> Pipeline:
     aggregates = {table: f"{table}_aggregates" for table in contract.secondary_tables}
     nodes = [
@@ -48,8 +68,18 @@ def create_pipeline(contract: DataContract) -> Pipeline:
             name="deduplicate_rows_node",
         ),
         Node(
+            func=assign_splits,
+            inputs={
+                "applications": "applications_deduplicated",
+                "data_contract": CONTRACT,
+                "params": PARAMS,
+            },
+            outputs="applications_split",
+            name="assign_splits_node",
+        ),
+        Node(
             func=drop_duplicate_columns,
-            inputs="applications_deduplicated",
+            inputs="applications_split",
             outputs={"table": "applications_unique_columns", "dropped": "duplicate_columns"},
             name="drop_duplicate_columns_node",
         ),
@@ -89,17 +119,7 @@ def create_pipeline(contract: DataContract) -> Pipeline:
             outputs={"table": "model_input_table", "groups": "imputation_groups"},
             name="impute_missing_values_node",
         ),
-        Node(
-            func=build_client_features,
-            inputs={
-                "applications": "applications_validated",
-                "data_contract": CONTRACT,
-                "params": PARAMS,
-                **aggregates,
-            },
-            outputs="client_features",
-            name="build_client_features_node",
-        ),
+        *_client_feature_nodes(contract, aggregates),
         Node(
             func=summarise_processing,
             inputs={

@@ -17,19 +17,21 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.inspection import permutation_importance
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import train_test_split
 
-from credit_scoring.contracts import ContractError, load_contract
-from credit_scoring.imputation import load_groups, nan_for_missing
+from credit_scoring.core.contract import DataContract, load_contract
+from credit_scoring.core.encoding import category_codes, nan_for_missing
+from credit_scoring.core.errors import ContractError
+from credit_scoring.core.processing import ProcessingParams, load_processing
 from credit_scoring.lineage import lineage_tags
 from credit_scoring.modeling import (
+    DataScienceParams,
     FitContext,
     TrainedModel,
-    category_codes,
     directional_violations,
     fit_candidate,
     load_params,
 )
+from credit_scoring.pipelines.data_processing.nodes import SPLIT_COLUMN
 from credit_scoring.privacy import pseudonymise_series
 from credit_scoring.registry import (
     SERVING_ARTIFACTS,
@@ -60,7 +62,7 @@ CARD_COLUMNS = (
 )
 
 
-def _columns(data_contract: dict[str, Any]) -> tuple[str, str]:
+def _columns(data_contract: DataContract) -> tuple[str, str]:
     contract = load_contract(data_contract)
     if contract.target is None:
         raise ContractError("Training needs data_contract.target (the label column).")
@@ -71,34 +73,24 @@ def _xy(frame: pd.DataFrame, id_col: str, target: str) -> tuple[pd.DataFrame, np
     return nan_for_missing(frame.drop(columns=[id_col, target])), frame[target].to_numpy()
 
 
-def split_data(
-    primary: pd.DataFrame, data_contract: dict[str, Any], params: dict[str, Any]
-) -> dict[str, pd.DataFrame]:
-    """Stratified train / validation / test split with a fixed seed."""
-    settings = load_params(params)
-    _, target = _columns(data_contract)
-    rest, test = train_test_split(
-        primary,
-        test_size=settings.split.test_size,
-        stratify=primary[target],
-        random_state=settings.random_state,
-    )
-    share = settings.split.validation_size / (1 - settings.split.test_size)
-    train, validation = train_test_split(
-        rest, test_size=share, stratify=rest[target], random_state=settings.random_state
-    )
-    logger.info(
-        "split: train %d, validation %d, test %d rows", len(train), len(validation), len(test)
-    )
-    return {
-        "train": train.reset_index(drop=True),
-        "validation": validation.reset_index(drop=True),
-        "test": test.reset_index(drop=True),
+def split_data(primary: pd.DataFrame, data_contract: DataContract) -> dict[str, pd.DataFrame]:
+    """The train / validation / test rows, as assigned by data_processing (``split`` column)."""
+    _columns(data_contract)
+    if SPLIT_COLUMN not in primary.columns:
+        raise ContractError(
+            f"The primary table has no '{SPLIT_COLUMN}' column: re-run the data_processing "
+            "pipeline, which assigns the split before it learns anything from the data."
+        )
+    parts = {
+        name: primary[primary[SPLIT_COLUMN] == name].drop(columns=SPLIT_COLUMN)
+        for name in ("train", "validation", "test")
     }
+    logger.info("split: %s", {name: len(part) for name, part in parts.items()})
+    return {name: part.reset_index(drop=True) for name, part in parts.items()}
 
 
 def check_leakage(
-    train: pd.DataFrame, data_contract: dict[str, Any], params: dict[str, Any]
+    train: pd.DataFrame, data_contract: DataContract, params: DataScienceParams
 ) -> dict[str, Any]:
     """AUC of each feature alone on the training target; fail (or warn) above the threshold."""
     settings = load_params(params).leakage
@@ -135,9 +127,9 @@ def check_leakage(
 
 def train_candidates(
     train: pd.DataFrame,
-    data_contract: dict[str, Any],
-    processing_params: dict[str, Any],
-    params: dict[str, Any],
+    data_contract: DataContract,
+    processing_params: ProcessingParams,
+    params: DataScienceParams,
 ) -> dict[str, TrainedModel]:
     """Tune (Optuna, stratified K-fold), pick each candidate's threshold out-of-fold, refit."""
     settings = load_params(params)
@@ -146,7 +138,7 @@ def train_candidates(
     contract = load_contract(data_contract)
     declared = {c: spec.allowed for c, spec in contract.columns.items() if spec.allowed}
     ctx = FitContext(
-        groups=load_groups(processing_params.get("imputation") or []),
+        groups=list(load_processing(processing_params).imputation),
         categories=category_codes(x, declared),
         folds=settings.cv_folds,
         random_state=settings.random_state,
@@ -167,8 +159,8 @@ def _timed_scores(model: TrainedModel, frame: pd.DataFrame) -> tuple[np.ndarray,
 def select_model(
     models: dict[str, TrainedModel],
     validation: pd.DataFrame,
-    data_contract: dict[str, Any],
-    params: dict[str, Any],
+    data_contract: DataContract,
+    params: DataScienceParams,
 ) -> dict[str, Any]:
     """Compare candidates on validation; the lowest business cost wins (AUC reported beside)."""
     settings = load_params(params)
@@ -216,8 +208,8 @@ def evaluate_model(
     test: pd.DataFrame,
     true_probabilities: pd.DataFrame | None,
     pseudonymisation_key: str,
-    data_contract: dict[str, Any],
-    params: dict[str, Any],
+    data_contract: DataContract,
+    params: DataScienceParams,
 ) -> dict[str, Any]:
     """Held-out test metrics, the dummy's on the same rows, the oracle AUC, and the figures."""
     settings = load_params(params)
@@ -246,7 +238,7 @@ def evaluate_model(
 
 
 def _oracle_auc(
-    test: pd.DataFrame, truth: pd.DataFrame | None, key: str, data_contract: dict[str, Any]
+    test: pd.DataFrame, truth: pd.DataFrame | None, key: str, data_contract: DataContract
 ) -> float | None:
     contract = load_contract(data_contract)
     if truth is None or truth.empty or contract.id_column is None or contract.target is None:
@@ -263,8 +255,8 @@ def explain_model(
     selected: TrainedModel,
     train: pd.DataFrame,
     test: pd.DataFrame,
-    data_contract: dict[str, Any],
-    params: dict[str, Any],
+    data_contract: DataContract,
+    params: DataScienceParams,
 ) -> dict[str, Any]:
     """Global SHAP (beeswarm, mean |SHAP|), local SHAP waterfalls, permutation importance."""
     settings = load_params(params)
@@ -407,8 +399,8 @@ def _empty_figure(text: str) -> Figure:
 def plot_coefficient_path(
     models: dict[str, TrainedModel],
     train: pd.DataFrame,
-    data_contract: dict[str, Any],
-    params: dict[str, Any],
+    data_contract: DataContract,
+    params: DataScienceParams,
 ) -> Figure:
     """Logistic regression coefficients as a function of the regularisation strength C."""
     settings = load_params(params)
@@ -455,10 +447,10 @@ def register_model(
     dummy_metrics: dict[str, float],
     comparison: pd.DataFrame,
     shap_importance: dict[str, float],
-    data_contract: dict[str, Any],
-    params: dict[str, Any],
-    outlier_bounds: dict[str, Any] | None = None,
-    processing_params: dict[str, Any] | None = None,
+    data_contract: DataContract,
+    params: DataScienceParams,
+    outlier_bounds: dict[str, Any],
+    processing_params: ProcessingParams,
 ) -> dict[str, Any]:
     """Log and register the model (alias challenger), gate it, write its card, move aliases last.
 
@@ -473,11 +465,15 @@ def register_model(
     mlflow.set_tags(tags)
     info = log_model(selected, test, name)
     version = str(info.registered_model_version)
-    mlflow.log_dict(data_contract, f"{SERVING_ARTIFACTS}/data_contract.json")
-    if processing_params is not None:
-        mlflow.log_dict(processing_params, f"{SERVING_ARTIFACTS}/data_processing.json")
-    if outlier_bounds is not None:
-        mlflow.log_dict(outlier_bounds, f"{SERVING_ARTIFACTS}/outlier_bounds.json")
+    mlflow.log_dict(
+        load_contract(data_contract).model_dump(mode="json"),
+        f"{SERVING_ARTIFACTS}/data_contract.json",
+    )
+    mlflow.log_dict(
+        load_processing(processing_params).model_dump(mode="json"),
+        f"{SERVING_ARTIFACTS}/data_processing.json",
+    )
+    mlflow.log_dict(outlier_bounds, f"{SERVING_ARTIFACTS}/outlier_bounds.json")
     champion, champion_version, problem = score_champion(
         client, name, test, target, settings.cost, settings.fbeta_beta
     )

@@ -29,7 +29,7 @@ def create_pipeline(**kwargs: object) -> Pipeline:
         [
             Node(
                 split_data,
-                inputs=["applications_primary", CONTRACT, PARAMS],
+                inputs=["applications_primary", CONTRACT],
                 outputs={"train": "train_set", "validation": "validation_set", "test": "test_set"},
                 name="split_data_node",
             ),

@@ -1,6 +1,6 @@
 """Bring the champion from the MLflow registry into the BentoML model store, then build.
 
-``python -m credit_scoring.serving.packaging`` (what ``make build`` runs) imports
+``python -m credit_scoring.packaging`` (what ``make build`` runs) imports
 ``models:/<name>@champion`` as the BentoML model ``<name>``: the MLflow model directory
 (native LightGBM file or skops), and ``serving_spec.json`` with the registry version,
 threshold, features, categories and the contract, feature declarations and outlier bounds
@@ -25,11 +25,17 @@ import mlflow
 import pandas as pd
 from mlflow import MlflowClient
 
-from credit_scoring.pipelines.data_processing.nodes import _settings as processing_settings
+from credit_scoring.core.processing import load_processing
+from credit_scoring.core.spec import (
+    BACKGROUND_FILE,
+    MODEL_DIR,
+    PACKAGED_MODEL_FILE,
+    SPEC_FILE,
+    ServingLimits,
+    ServingSpec,
+)
 from credit_scoring.project_config import PROJECT_ROOT, project_parameters
 from credit_scoring.registry import CHAMPION, SERVING_ARTIFACTS
-from credit_scoring.serving.scorer import BACKGROUND_FILE
-from credit_scoring.serving.spec import MODEL_DIR, SPEC_FILE, ServingLimits, ServingSpec
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +91,7 @@ def import_champion(
         features=list(meta["features"]),
         categories=dict(meta.get("categories") or {}),
         data_contract=logged["data_contract"],
-        feature_spec=processing_settings(dict(logged["data_processing"] or {}))
+        feature_spec=load_processing(dict(logged["data_processing"] or {}))
         .feature_spec()
         .model_dump(mode="json"),
         outlier_bounds=logged["outlier_bounds"],
@@ -116,7 +122,7 @@ def import_champion(
 
 
 def export_requirements(project_root: Path = PROJECT_ROOT) -> Path:
-    """The bento's requirements: the locked versions (``uv export`` of ``uv.lock``)."""
+    """The bento's requirements: the ``serving`` group at its locked versions (``uv.lock``)."""
     target = project_root / "src" / "requirements-serving.txt"  # inside the build context
     uv = shlex.split(os.environ.get("UV", "python3 -m uv"))
     subprocess.run(
@@ -124,7 +130,8 @@ def export_requirements(project_root: Path = PROJECT_ROOT) -> Path:
             *uv,
             "export",
             "--frozen",
-            "--no-dev",
+            "--only-group",
+            "serving",
             "--no-hashes",
             "--no-emit-project",
             "--quiet",
@@ -137,9 +144,14 @@ def export_requirements(project_root: Path = PROJECT_ROOT) -> Path:
     return target
 
 
-def build_bento(project_root: Path = PROJECT_ROOT) -> str:
-    """``bentoml build`` of ``bentofile.yaml``; returns the bento tag."""
+def build_bento(model_tag: str, project_root: Path = PROJECT_ROOT) -> str:
+    """``bentoml build`` of ``bentofile.yaml`` serving ``model_tag``; returns the bento tag.
+
+    The model's tag is written into the build context (``serving/packaged_model.txt``), so
+    the bento serves the model it was built with, whatever the model's registered name.
+    """
     export_requirements(project_root)
+    (project_root / "src" / PACKAGED_MODEL_FILE).write_text(model_tag + "\n")
     result = subprocess.run(
         [
             sys.executable,
@@ -178,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     serving = params.get("serving", {})
     primary = root / "data/03_primary/applications_primary.parquet"
     background = pd.read_parquet(primary) if primary.exists() else None
-    import_champion(
+    bento_model = import_champion(
         params["data_science"]["registry"]["model_name"],
         limits=serving.get("limits"),
         background=background,
@@ -189,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
         },
     )
     if not args.no_build:
-        print(build_bento())
+        print(build_bento(str(bento_model.tag)))
 
 
 def _json_or_none(path: Path) -> Any | None:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from credit_scoring.contracts import ContractError, config_error
+from credit_scoring.core.errors import ContractError, config_error
 
 PARAMS_FILE = "conf/base/parameters_data_processing.yml"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import tempfile
 import threading
 import time
 from collections.abc import Iterable
@@ -26,7 +27,8 @@ from sqlalchemy.engine import Engine
 logger = logging.getLogger(__name__)
 
 DATABASE_URL_ENV = "CREDIT_SCORING_DATABASE_URL"
-DEFAULT_DATABASE_URL = "sqlite:///data/09_serving/serving.db"
+# The project's own database when no URL is given: this file under the project folder.
+DEFAULT_DATABASE_PATH = "data/09_serving/serving.db"
 EVENTS_TABLE = "prediction_events"
 _CHUNK = 32  # rows per executemany: a short hold of the GIL
 CLIENT_FEATURES_TABLE = "client_features"
@@ -49,9 +51,32 @@ events_table = sa.Table(
 )
 
 
-def database_url(environ: dict[str, str] | None = None) -> str:
+def database_url(project_dir: str | Path, environ: dict[str, str] | None = None) -> str:
+    """``CREDIT_SCORING_DATABASE_URL``, else the project's SQLite file (an absolute path).
+
+    Resolved once, from the project folder: a relative SQLite URL would follow the working
+    directory of whatever process opens it (the bento's folder, for ``bentoml serve``).
+    """
     env = os.environ if environ is None else environ
-    return env.get(DATABASE_URL_ENV) or DEFAULT_DATABASE_URL
+    url = env.get(DATABASE_URL_ENV)
+    if url:
+        return url
+    return f"sqlite:///{(Path(project_dir) / DEFAULT_DATABASE_PATH).resolve()}"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None for another database or an in-memory one)."""
+    if not url.startswith("sqlite:///") or url.startswith("sqlite:///:memory:"):
+        return None
+    return Path(url.removeprefix("sqlite:///"))
+
+
+def unsent_dir(url: str) -> Path:
+    """Where events that cannot be written are kept: beside a SQLite file, else a temp folder."""
+    path = sqlite_path(url)
+    if path is not None:
+        return path.parent / "unsent"
+    return Path(tempfile.gettempdir()) / "credit_scoring" / "unsent"
 
 
 def _json(value: Any) -> str:
@@ -60,8 +85,9 @@ def _json(value: Any) -> str:
 
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL and a busy timeout (several workers write)."""
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    path = sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url, json_serializer=_json, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
 
@@ -98,7 +124,7 @@ class EventStore:
         create_schema(self.engine)
         self.batch_size = batch_size
         self.flush_seconds = flush_seconds
-        self.spill_dir = Path(spill_dir) if spill_dir else Path("data/09_serving/unsent")
+        self.spill_dir = Path(spill_dir) if spill_dir else unsent_dir(url)
         self._sqlite = self.engine.dialect.name == "sqlite"
         self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._lock = threading.Lock()

@@ -1,6 +1,6 @@
 """Delete prediction events older than the retention period (GDPR storage limitation).
 
-``python -m credit_scoring.serving.retention`` (``make purge-events``) reads
+``python -m credit_scoring.retention`` (``make purge-events``) reads
 ``serving.events.retention_days`` from the project's parameters, or ``--days``, and the
 database from ``CREDIT_SCORING_DATABASE_URL``. Run it daily (a cron job or a Kubernetes
 CronJob); it prints how many events it deleted.
@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 import logging
 
-from credit_scoring.project_config import project_parameters
-from credit_scoring.serving.store import database_url, purge_events
+from credit_scoring.core.spec import ServingConfig
+from credit_scoring.core.store import database_url, purge_events
+from credit_scoring.project_config import PROJECT_ROOT, project_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -24,8 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     days = args.days
     if days is None:
-        days = int(project_parameters(args.env)["serving"]["events"]["retention_days"])
-    url = database_url()
+        serving = ServingConfig.model_validate(project_parameters(args.env).get("serving", {}))
+        days = serving.events.retention_days
+    url = database_url(PROJECT_ROOT)
     deleted = purge_events(url, days)
     print(f"Deleted {deleted} prediction event(s) older than {days} day(s).")
     return deleted

@@ -16,11 +16,14 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from credit_scoring.contracts import DataContract, build_request_model, load_contract
-from credit_scoring.features import FeatureSpec, RowTransformer, load_feature_spec
+from credit_scoring.core.contract import DataContract, build_request_model, load_contract
+from credit_scoring.core.features import FeatureSpec, RowTransformer, load_feature_spec
 
 SPEC_FILE = "serving_spec.json"
 MODEL_DIR = "mlflow_model"
+# Written into the bento's build context by `make build`: the tag of the model it serves.
+PACKAGED_MODEL_FILE = "credit_scoring/serving/packaged_model.txt"
+BACKGROUND_FILE = "background.parquet"  # rows for the SHAP of non-LightGBM champions
 
 
 class ServingLimits(BaseModel):
@@ -31,6 +34,21 @@ class ServingLimits(BaseModel):
         2_000_000, ge=1024, description="larger request bodies are refused with HTTP 413"
     )
     top_reasons: int = Field(3, ge=1, le=20, description="reasons given in plain words")
+
+
+class EventSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    retention_days: int = Field(365, ge=1, description="`make purge-events` deletes older events")
+
+
+class ServingConfig(BaseModel):
+    """``serving`` in ``conf/base/parameters_serving.yml``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limits: ServingLimits = Field(default_factory=ServingLimits)
+    events: EventSettings = Field(default_factory=EventSettings)
 
 
 class ServingSpec(BaseModel):

@@ -1,0 +1,17 @@
+"""Errors that say how to fix the problem: the key, the file, the accepted values."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+
+class ContractError(ValueError):
+    """The data, the contract or a configuration breaks a rule; the message says how to fix it."""
+
+
+def config_error(exc: ValidationError, prefix: str, file: str) -> ContractError:
+    """Turn a pydantic error on a YAML section into one message: each key, what is wrong, where."""
+    problems = "; ".join(
+        f"{'.'.join([prefix, *(str(p) for p in err['loc'])])}: {err['msg']}" for err in exc.errors()
+    )
+    return ContractError(f"{problems} (fix it in {file}, or in your environment's copy)")
