@@ -93,6 +93,16 @@ class ExplanationParams(_Strict):
     coefficient_path: CoefficientPath = Field(default_factory=lambda: CoefficientPath())
 
 
+class SelectionParams(_Strict):
+    """How the candidates are compared: on the validation split, or on their out-of-fold
+    cross-validation scores (steadier when there are few rows)."""
+
+    mode: Literal["auto", "validation", "cross_validation"] = "auto"
+    cross_validation_below_rows: int = Field(
+        5000, ge=0, description="auto: cross-validation below this many train+validation rows"
+    )
+
+
 class RegistryParams(_Strict):
     model_name: str = "credit_scoring"
     auc_tolerance: float = Field(0.005, ge=0)
@@ -111,6 +121,7 @@ class DataScienceParams(_Strict):
     )
     candidates: dict[str, Candidate]
     explanations: ExplanationParams = Field(default_factory=lambda: ExplanationParams())
+    selection: SelectionParams = Field(default_factory=lambda: SelectionParams())
     registry: RegistryParams = Field(default_factory=lambda: RegistryParams())
 
     @model_validator(mode="after")
@@ -180,6 +191,8 @@ class TrainedModel:
     threshold: float = 0.5
     params: dict[str, Any] = field(default_factory=dict)
     cv_auc: float = float("nan")
+    cv_business_cost: float = float("nan")  # out-of-fold, at the chosen threshold
+    train_rows: int = 0
     fit_seconds: float = 0.0
 
     def model_input(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -331,7 +344,7 @@ def fit_candidate(
     start = time.perf_counter()
     best, cv_auc = tune(name, candidate, x, y, ctx)
     oof = out_of_fold_scores(candidate, x, y, best, ctx)
-    threshold, _ = best_threshold(y, oof, cost)
+    threshold, oof_cost = best_threshold(y, oof, cost)
     estimator = build_estimator(candidate, x, y, best, ctx)
     fit_start = time.perf_counter()
     _fit(estimator, candidate.kind, x, y, ctx.categories)
@@ -343,7 +356,9 @@ def fit_candidate(
         categories=ctx.categories if candidate.kind == "lightgbm" else {},
         threshold=threshold,
         params=best,
-        cv_auc=cv_auc,
+        cv_auc=float(roc_auc_score(y, oof)) if len(np.unique(y)) > 1 else cv_auc,
+        cv_business_cost=oof_cost,
+        train_rows=len(y),
         fit_seconds=time.perf_counter() - fit_start,
     )
     logger.info(

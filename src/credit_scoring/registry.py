@@ -13,6 +13,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import jinja2
 import lightgbm as lgb
 import mlflow
 import numpy as np
@@ -53,6 +54,33 @@ class GateDecision:
         return f"{verdict}: " + "; ".join(self.reasons)
 
 
+# The gate's reasons, one sentence each (Jinja2): tags on the version, the gate report, the card.
+GATE_REASONS = {
+    "beats_dummy": "cost {{ '%.0f'|format(new) }} < dummy {{ '%.0f'|format(dummy) }}",
+    "loses_to_dummy": "cost {{ '%.0f'|format(new) }} does not beat dummy {{ '%.0f'|format(dummy) }}",
+    "first": "no champion yet",
+    "cheaper": "cost {{ '%.0f'|format(new) }} < champion {{ '%.0f'|format(old) }}",
+    "not_cheaper": "cost {{ '%.0f'|format(new) }} not below champion {{ '%.0f'|format(old) }}",
+    "auc_ok": "AUC {{ '%.4f'|format(new) }} within {{ tol }} of champion {{ '%.4f'|format(old) }}",
+    "auc_worse": "AUC {{ '%.4f'|format(new) }} worse than champion {{ '%.4f'|format(old) }} - {{ tol }}",
+    "champion_other_columns": (
+        "champion v{{ version }} was trained on other columns ({{ missing|length }} of its "
+        "features are not in the new data, e.g. {{ missing[:3]|join(', ') }}), so the two "
+        "cannot be compared on the same rows - promote by hand after review"
+    ),
+    "champion_failed": (
+        "champion v{{ version }} could not score the new test rows ({{ error }}) - promote by "
+        "hand after review"
+    ),
+}
+_TEMPLATES = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+
+
+def say(reason: str, **values: Any) -> str:
+    """One gate reason in words, from its template."""
+    return _TEMPLATES.from_string(GATE_REASONS[reason]).render(**values)
+
+
 def decide(
     challenger: dict[str, float],
     champion: dict[str, float] | None,
@@ -61,36 +89,26 @@ def decide(
 ) -> GateDecision:
     """Pure decision from metrics measured on the same held-out rows."""
     reasons, ok = [], True
-    if challenger["business_cost"] < dummy["business_cost"]:
-        reasons.append(
-            f"cost {challenger['business_cost']:.0f} < dummy {dummy['business_cost']:.0f}"
-        )
+    new_cost, new_auc = challenger["business_cost"], challenger["auc"]
+    if new_cost < dummy["business_cost"]:
+        reasons.append(say("beats_dummy", new=new_cost, dummy=dummy["business_cost"]))
     else:
         ok = False
-        reasons.append(
-            f"cost {challenger['business_cost']:.0f} does not beat dummy {dummy['business_cost']:.0f}"
-        )
+        reasons.append(say("loses_to_dummy", new=new_cost, dummy=dummy["business_cost"]))
     if champion is None:
-        reasons.append("no champion yet")
+        reasons.append(say("first"))
     else:
-        if challenger["business_cost"] < champion["business_cost"]:
-            reasons.append(
-                f"cost {challenger['business_cost']:.0f} < champion {champion['business_cost']:.0f}"
-            )
+        old_cost, old_auc = champion["business_cost"], champion["auc"]
+        if new_cost < old_cost:
+            reasons.append(say("cheaper", new=new_cost, old=old_cost))
         else:
             ok = False
-            reasons.append(
-                f"cost {challenger['business_cost']:.0f} not below champion {champion['business_cost']:.0f}"
-            )
-        if challenger["auc"] >= champion["auc"] - auc_tolerance:
-            reasons.append(
-                f"AUC {challenger['auc']:.4f} within {auc_tolerance} of champion {champion['auc']:.4f}"
-            )
+            reasons.append(say("not_cheaper", new=new_cost, old=old_cost))
+        if new_auc >= old_auc - auc_tolerance:
+            reasons.append(say("auc_ok", new=new_auc, old=old_auc, tol=auc_tolerance))
         else:
             ok = False
-            reasons.append(
-                f"AUC {challenger['auc']:.4f} worse than champion {champion['auc']:.4f} - {auc_tolerance}"
-            )
+            reasons.append(say("auc_worse", new=new_auc, old=old_auc, tol=auc_tolerance))
     return GateDecision(
         promote=ok, reasons=reasons, challenger=challenger, champion=champion, dummy=dummy
     )
@@ -191,15 +209,16 @@ def score_champion(
     current = champion_version(client, name)
     if current is None:
         return None, None, None
+    version = str(current.version)
     try:
         champion = load_model(f"models:/{name}@{CHAMPION}")
+        missing = [f for f in champion.features if f not in test.columns]
+        if missing:
+            return None, version, say("champion_other_columns", version=version, missing=missing)
         scores = champion.predict_proba(test)
-    except (KeyError, ValueError, MlflowException) as exc:
-        return (
-            None,
-            str(current.version),
-            f"champion v{current.version} cannot score these rows: {exc}",
-        )
+    except (KeyError, ValueError, TypeError, MlflowException) as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        return None, version, say("champion_failed", version=version, error=first_line)
     y = test[target].to_numpy()
     metrics = classification_metrics(y, scores, champion.decide(scores), cost, beta)
     return metrics, str(current.version), None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import jinja2
 import matplotlib
 
 matplotlib.use("Agg")  # no screen: render to files
@@ -110,57 +111,17 @@ def _table(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *rows])
 
 
-def model_card(facts: dict[str, Any]) -> str:
-    """A Markdown model card for one registered version."""
-    m = facts["test_metrics"]
-    oracle = facts.get("oracle_auc")
-    oracle_line = (
-        f"- Oracle AUC (true probabilities of the synthetic generator, same rows): {oracle:.4f}; "
-        f"model/oracle = {m['auc'] / oracle:.3f}\n"
-        if oracle
-        else ""
+def model_card(facts: dict[str, Any], template: str) -> str:
+    """A Markdown model card for one registered version, rendered from a Jinja2 template.
+
+    The template (``conf/base/templates/model_card.md.j2``, catalog entry
+    ``model_card_template``) is the fork's to edit; ``facts`` holds the values, plus
+    ``comparison_table`` (the candidates as a Markdown table). A variable the template uses
+    but the facts lack is an error, not a blank.
+    """
+    environment = jinja2.Environment(
+        undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
     )
-    top = "\n".join(
-        f"{i + 1}. `{name}` ({value:.4f})" for i, (name, value) in enumerate(facts["top_features"])
-    )
-    return f"""# Model card — `{facts["model_name"]}` version {facts["version"]}
-
-## Model
-- Candidate: **{facts["candidate"]}** ({facts["kind"]}), hyperparameters: `{facts["params"]}`
-- MLflow run: `{facts["run_id"]}`; git commit `{facts.get("git_commit", "unknown")}`; data `{facts.get("data_hash", "unknown")}`
-- Decision: refuse when the score is at or above **{facts["threshold"]:.4f}** (chosen on out-of-fold
-  training predictions to minimise the business cost, never on the test set)
-- Class imbalance: class weights (`balanced` / `scale_pos_weight` = negatives/positives). Scores are
-  therefore a ranking, not calibrated probabilities (see the calibration curve).
-
-## Data
-- Training rows: {facts["rows"]["train"]}, validation: {facts["rows"]["validation"]}, test: {facts["rows"]["test"]}
-  (stratified, seed {facts["random_state"]}); default rate {facts["default_rate"]:.3%}
-- {len(facts["features"])} input features: {", ".join(f"`{f}`" for f in facts["features"])}
-- Client ids are HMAC pseudonyms; no raw identifier was used.
-
-## Metric and cost function
-- Business cost = {facts["cost"]["false_negative"]:g} * missed defaults (FN) + {facts["cost"]["false_positive"]:g} * refused good clients (FP)
-- Model selection: lowest business cost on the validation set, AUC reported beside it.
-
-## Performance on the held-out test set
-- AUC {m["auc"]:.4f}; business cost {m["business_cost"]:.0f} ({m["business_cost_per_application"]:.4f} per application);
-  recall {m["recall"]:.3f}, precision {m["precision"]:.3f}, F-beta {m["fbeta"]:.3f}, refusal rate {m["refusal_rate"]:.3f}
-- Dummy baseline on the same rows: AUC {facts["dummy_metrics"]["auc"]:.4f}, business cost {facts["dummy_metrics"]["business_cost"]:.0f}
-{oracle_line}
-### All candidates (validation set)
-{_table(facts["comparison"])}
-
-## Global explanation (mean |SHAP|, top features)
-{top}
-
-## Gate
-{facts["gate_summary"]}
-
-## Limits
-- Trained on {"synthetic data from a documented latent model" if oracle else "the data named above"}; performance on
-  another population is unknown until measured: watch the drift monitoring.
-- The threshold encodes a cost ratio of {facts["cost"]["false_negative"]:g}:{facts["cost"]["false_positive"]:g}; another ratio needs another threshold.
-- Not a decision on its own: an advisor reviews refusals; sensitive attributes (e.g. `CODE_GENDER`)
-  are in the inputs of the worked example and must be reviewed for fairness before real use.
-"""
+    comparison = facts.get("comparison")
+    values = {**facts, "comparison_table": _table(comparison) if comparison is not None else ""}
+    return environment.from_string(template).render(**values)

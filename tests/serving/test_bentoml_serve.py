@@ -35,7 +35,9 @@ def bento(bento_model: str) -> str:
         [
             sys.executable,
             "-c",
-            "from credit_scoring.packaging import build_bento; print(build_bento())",
+            "import sys; from credit_scoring.packaging import build_bento; "
+            "print(build_bento(sys.argv[1]))",
+            bento_model,
         ],
         capture_output=True,
         text=True,
@@ -45,6 +47,28 @@ def bento(bento_model: str) -> str:
     tag = result.stdout.strip().splitlines()[-1]
     assert tag.startswith("credit_scoring:")
     return tag
+
+
+def start_server(
+    command: list[str], env: dict[str, str], folder: Path, port: int
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start a server in its own process group; return it once /readyz answers 200."""
+    log = (folder / "serve.log").open("w")
+    process = subprocess.Popen(
+        command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return process, base
+        except httpx.HTTPError:
+            pass
+        assert process.poll() is None, (folder / "serve.log").read_text()[-3000:]
+        time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGKILL)
+    pytest.fail("the server was not ready in 180 s:\n" + (folder / "serve.log").read_text()[-3000:])
 
 
 @pytest.fixture(scope="module")
@@ -60,40 +84,10 @@ def server(bento: str, trained_project: Path, tmp_path_factory) -> Iterator[dict
         CREDIT_SCORING_EVENT_FLUSH_SECONDS="5",  # events still queued when SIGTERM arrives
         CREDIT_SCORING_EVENT_BATCH_SIZE="100000",
     )
-    log = (folder / "serve.log").open("w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bentoml",
-            "serve",
-            bento,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=folder,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    command = [sys.executable, "-m", "bentoml", "serve", bento]
+    process, base = start_server(
+        [*command, "--host", "127.0.0.1", "--port", str(port)], env, folder, port
     )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert process.poll() is None, (folder / "serve.log").read_text()[-3000:]
-        time.sleep(0.5)
-    else:
-        os.killpg(process.pid, signal.SIGKILL)
-        pytest.fail(
-            "bentoml serve was not ready in 120 s:\n" + (folder / "serve.log").read_text()[-3000:]
-        )
     info = {"url": base, "db": url, "process": process, "log": folder / "serve.log"}
     yield info
     if process.poll() is None:
@@ -178,9 +172,42 @@ def test_clean_shutdown_loses_no_acknowledged_prediction(server, application):
             acknowledged.append(response.json()["request_id"])
     process = server["process"]
     os.killpg(process.pid, signal.SIGTERM)  # events are still queued (5 s flush period)
-    assert process.wait(timeout=60) is not None
+    code = process.wait(timeout=60)  # raises if the server does not stop
+    assert code == 0, f"exit code {code}:\n" + server["log"].read_text()[-3000:]
     stored = set(read_events(server["db"])["request_id"])
     missing = [r for r in acknowledged if r not in stored]
     assert not missing, (
         f"{len(missing)} acknowledged prediction(s) lost:\n" + server["log"].read_text()[-3000:]
     )
+
+
+def test_make_serve_uses_the_projects_database(bento, trained_project, client_features, tmp_path):
+    """As the README says: `make serve`, no database variable: the project's own database."""
+    make = shutil.which("make")
+    assert make, "make is needed (CI installs it)"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CREDIT_SCORING_")}
+    port = free_port()
+    repo = Path(__file__).resolve().parents[2]
+    command = [make, "-s", "-C", str(repo), "serve", f"PROJECT_DIR={trained_project}"]
+    process, base = start_server(command, {**env, "PORT": str(port)}, tmp_path, port)
+    database = f"sqlite:///{trained_project / 'data/09_serving/serving.db'}"
+    try:
+        before = len(read_events(database))
+        client_id = client_features["client_id"].iloc[3]
+        response = httpx.get(f"{base}/clients/{client_id}/score", timeout=10)
+        assert response.status_code == 200, response.text
+        request_id = response.json()["request_id"]
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            events = read_events(database)
+            if not events.empty and request_id in set(events["request_id"]):
+                break
+            time.sleep(0.3)
+        assert len(events) == before + 1
+        event = events.set_index("request_id").loc[request_id]
+        assert event["client_id"] == client_id and event["endpoint"] == "clients_score"
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+    bento_dir = Path(os.environ["BENTOML_HOME"]) / "bentos"
+    assert not list(bento_dir.rglob("*.db")), "a database was written inside the bento store"

@@ -13,6 +13,9 @@ from credit_scoring.modeling import Candidate, CostParams, FitContext, fit_candi
 from credit_scoring.registry import SKOPS_TRUSTED_TYPES
 from credit_scoring.serving.scorer import Scorer
 
+# Uses the trained project (a real `kedro run`): not in `make test-fast`.
+pytestmark = pytest.mark.integration
+
 
 def test_a_logistic_regression_champion_scores_and_explains(
     tmp_path, primary, client_features, service_module, parameters

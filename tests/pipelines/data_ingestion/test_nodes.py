@@ -98,7 +98,7 @@ def test_too_many_invalid_rows_stop_even_in_quarantine(
 
 
 def test_unknown_ingestion_setting_is_refused(raw_tables, contract_params):
-    with pytest.raises(Exception, match="on_invalid"):
+    with pytest.raises(ContractError, match="on_invalid"):
         ingest_applications(_apps(raw_tables), TEST_KEY, contract_params, {"on_invalid": "ignore"})
 
 

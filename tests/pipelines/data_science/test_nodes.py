@@ -15,13 +15,14 @@ from credit_scoring.modeling import (
     Candidate,
     CostParams,
     FitContext,
+    SelectionParams,
     best_threshold,
     business_cost,
     directional_violations,
     fit_candidate,
     load_params,
 )
-from credit_scoring.pipelines.data_science.nodes import check_leakage, split_data
+from credit_scoring.pipelines.data_science.nodes import check_leakage, select_model, split_data
 
 COST = CostParams(false_negative=10, false_positive=1)
 
@@ -162,3 +163,28 @@ def test_directional_check_detects_a_model_that_breaks_the_rule(trained):
         )
         > 0
     )
+
+
+def test_small_data_selects_on_cross_validation_and_says_so(trained, parameters):
+    models, split, settings = trained
+    rows = len(split["train"]) + len(split["validation"])
+    chosen = {}
+    for mode, threshold in (("auto", rows + 1), ("auto", rows), ("validation", 10**9)):
+        params = settings.model_copy(
+            update={"selection": SelectionParams(mode=mode, cross_validation_below_rows=threshold)}
+        )
+        out = select_model(models, split["validation"], parameters["data_contract"], params)
+        table = out["comparison"]
+        basis = table["selection_basis"].unique().tolist()
+        key = "cv_business_cost" if basis == ["cross_validation"] else "business_cost"
+        assert table[key].is_monotonic_increasing  # ranked on the basis it reports
+        eligible = table[table["directional_violations"] == 0]
+        assert out["selected"].name == eligible["candidate"].iloc[0]
+        chosen[(mode, threshold)] = basis
+    assert chosen[("auto", rows + 1)] == ["cross_validation"]  # below the row count
+    assert chosen[("auto", rows)] == ["validation"]
+    assert chosen[("validation", 10**9)] == ["validation"]
+    # the out-of-fold cost is the training rows' cost at each model's own threshold
+    lightgbm = models["lightgbm"]
+    assert 0 < lightgbm.cv_business_cost < models["dummy"].cv_business_cost
+    assert lightgbm.train_rows == len(split["train"])

@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from credit_scoring.core.contract import load_contract
 from credit_scoring.pipelines import data_science
+from credit_scoring.project_config import PROJECT_ROOT
 from credit_scoring.registry import CHALLENGER, CHAMPION, load_model
 from tests.conftest import TEST_KEY
 from tests.pipelines.data_science.conftest import run_in_memory
@@ -25,6 +26,7 @@ def _run(primary, small_tables, parameters, params, bounds) -> dict[str, Any]:
         "params:data_contract": parameters["data_contract"],
         "params:data_processing": parameters["data_processing"],
         "params:data_science": params,
+        "model_card_template": (PROJECT_ROOT / "conf/base/templates/model_card.md.j2").read_text(),
     }
     with mlflow.start_run():
         return run_in_memory(data_science.create_pipeline(), inputs)
@@ -66,10 +68,12 @@ def test_the_run_logs_what_the_api_is_built_from(first_run, outlier_bounds, para
     assert load_contract(contract) == load_contract(parameters["data_contract"])
 
 
-def test_reports_and_explanations(first_run):
+def test_reports_and_explanations(first_run, parameters):
     comparison = first_run["model_comparison"]
     assert set(comparison["candidate"]) == {"dummy", "logistic_regression", "lightgbm"}
-    assert comparison["business_cost"].is_monotonic_increasing
+    basis = comparison["selection_basis"].iloc[0]  # a small dataset: cross-validation
+    assert basis == "cross_validation"
+    assert comparison["cv_business_cost"].is_monotonic_increasing
     assert {
         "auc",
         "recall",
@@ -81,5 +85,13 @@ def test_reports_and_explanations(first_run):
     assert 0.5 < first_run["test_metrics"]["oracle_auc"] <= 1
     importance = first_run["shap_importance"]
     assert set(importance) <= set(first_run["selected_model"].features) and len(importance) > 5
-    assert "Model card" in first_run["model_card"] and "Business cost" in first_run["model_card"]
+    card = first_run["model_card"]
+    assert "Model card" in card and "Business cost" in card
+    # the sensitive attributes come from the data contract (sensitive: true), not from code
+    contract = load_contract(parameters["data_contract"])
+    assert contract.sensitive_columns and all(f"`{c}`" in card for c in contract.sensitive_columns)
+    assert (
+        "CODE_GENDER" not in card.split("## Sensitive attributes")[1]
+        or contract.columns["CODE_GENDER"].sensitive
+    )
     assert first_run["leakage_report"]["suspects"] == {}

@@ -15,7 +15,8 @@ from credit_scoring.imputation import load_groups
 from credit_scoring.modeling import Candidate, FitContext, fit_candidate, load_params
 from credit_scoring.pipelines.data_science import nodes
 from credit_scoring.pipelines.data_science.nodes import register_model, split_data
-from credit_scoring.registry import CHAMPION, decide, load_model
+from credit_scoring.project_config import PROJECT_ROOT
+from credit_scoring.registry import CHAMPION, decide, load_model, score_champion
 from credit_scoring.reporting import classification_metrics
 
 NAME = "credit_scoring"
@@ -85,6 +86,7 @@ def _register(model, models, splits, parameters) -> dict[str, Any]:
             parameters["data_science"],
             {},
             parameters["data_processing"],
+            (PROJECT_ROOT / "conf/base/templates/model_card.md.j2").read_text(),
         )
 
 
@@ -129,7 +131,7 @@ def test_a_crash_mid_registration_leaves_the_champion(
     _register(models["weak"], models, splits, parameters)
     assert _champion() == "1"
 
-    def broken_card(facts):
+    def broken_card(facts, template):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(nodes, "model_card", broken_card)
@@ -150,3 +152,24 @@ def test_logged_model_reloads_identically(mlflow_store, models, splits, paramete
     assert loaded.threshold == models[name].threshold and loaded.kind == models[name].kind
     tags = mlflow.get_run(MlflowClient().get_model_version(NAME, "1").run_id).data.tags
     assert len(tags["git_commit"]) == 40 and "dvc_model_input_md5" in tags
+
+
+def test_a_champion_that_cannot_score_the_new_rows_gets_one_sentence(
+    mlflow_store, models, splits, parameters
+):
+    """A fork changed the data: the gate says why in one sentence, not a pandas error dump."""
+    _register(models["lightgbm"], models, splits, parameters)
+    settings = load_params(parameters["data_science"])
+    gone = models["lightgbm"].features[:4]
+    other = splits["test"].drop(columns=gone)
+    metrics, version, problem = score_champion(
+        MlflowClient(), NAME, other, "TARGET", settings.cost, settings.fbeta_beta
+    )
+    assert metrics is None and version == "1"
+    assert "\n" not in problem and len(problem) < 300
+    assert "other columns" in problem and gone[0] in problem and "by hand" in problem
+    broken = splits["test"].assign(**{gone[0]: "not a number"})
+    _, _, problem = score_champion(
+        MlflowClient(), NAME, broken, "TARGET", settings.cost, settings.fbeta_beta
+    )
+    assert problem is None or ("\n" not in problem and "could not score" in problem)

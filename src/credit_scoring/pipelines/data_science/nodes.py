@@ -52,6 +52,8 @@ logger = logging.getLogger(__name__)
 
 CARD_COLUMNS = (
     "candidate",
+    "selection_basis",
+    "cv_business_cost",
     "auc",
     "business_cost",
     "recall",
@@ -162,7 +164,12 @@ def select_model(
     data_contract: DataContract,
     params: DataScienceParams,
 ) -> dict[str, Any]:
-    """Compare candidates on validation; the lowest business cost wins (AUC reported beside)."""
+    """Compare candidates; the lowest business cost wins (AUC reported beside).
+
+    The cost is measured on the validation split, or, with few rows (``selection``), on the
+    out-of-fold cross-validation scores already computed in training, which use every
+    training row instead of one small split. The table says which basis was used.
+    """
     settings = load_params(params)
     _, target = _columns(data_contract)
     y = validation[target].to_numpy()
@@ -178,6 +185,7 @@ def select_model(
                 "candidate": name,
                 "kind": model.kind,
                 "cv_auc": model.cv_auc,
+                "cv_business_cost": model.cv_business_cost,
                 **metrics,
                 "directional_violations": sum(violations.values()),
                 "threshold": model.threshold,
@@ -185,7 +193,12 @@ def select_model(
                 "predict_seconds_per_1000_rows": ms_per_1000,
             }
         )
-    comparison = pd.DataFrame(rows).sort_values(["business_cost", "auc"], ascending=[True, False])
+    basis = _selection_basis(settings, models, len(validation))
+    order = (
+        ["cv_business_cost", "cv_auc"] if basis == "cross_validation" else ["business_cost", "auc"]
+    )
+    comparison = pd.DataFrame(rows).assign(selection_basis=basis)
+    comparison = comparison.sort_values(order, ascending=[True, False], kind="stable")
     # A model whose risk can fall when overdue debt rises is not eligible, whatever its cost.
     eligible = comparison[comparison["directional_violations"] == 0]
     if eligible.empty:
@@ -194,8 +207,22 @@ def select_model(
             f"{settings.monotone_increasing} rises); see the comparison:\n{comparison.to_string()}"
         )
     best = str(eligible.iloc[0]["candidate"])
-    logger.info("selected %s on validation:\n%s", best, comparison.to_string(index=False))
+    logger.info("selected %s (%s):\n%s", best, basis, comparison.to_string(index=False))
     return {"selected": models[best], "comparison": comparison.reset_index(drop=True)}
+
+
+def _selection_basis(
+    settings: DataScienceParams, models: dict[str, TrainedModel], validation_rows: int
+) -> str:
+    mode = settings.selection.mode
+    if mode != "auto":
+        return mode
+    rows = max((m.train_rows for m in models.values()), default=0) + validation_rows
+    return (
+        "cross_validation"
+        if rows < settings.selection.cross_validation_below_rows
+        else "validation"
+    )
 
 
 def _dummy(models: dict[str, TrainedModel]) -> TrainedModel:
@@ -451,6 +478,7 @@ def register_model(
     params: DataScienceParams,
     outlier_bounds: dict[str, Any],
     processing_params: ProcessingParams,
+    model_card_template: str,
 ) -> dict[str, Any]:
     """Log and register the model (alias challenger), gate it, write its card, move aliases last.
 
@@ -481,7 +509,8 @@ def register_model(
     decision.champion_version = champion_version
     if problem:
         decision.promote = False
-        decision.reasons.append(problem + " - promote by hand after review")
+        decision.reasons.append(problem)
+    contract = load_contract(data_contract)
     card = model_card(
         {
             "model_name": name,
@@ -496,15 +525,22 @@ def register_model(
             "rows": {"train": len(train), "validation": len(validation), "test": len(test)},
             "random_state": settings.random_state,
             "default_rate": float(train[target].mean()),
+            "target": target,
+            "id_column": contract.id_column,
+            "sensitive_columns": contract.sensitive_columns,
+            "selection_basis": str(comparison["selection_basis"].iloc[0])
+            if "selection_basis" in comparison.columns
+            else "validation",
             "features": selected.features,
             "cost": settings.cost.model_dump(),
             "test_metrics": test_metrics,
             "dummy_metrics": dummy_metrics,
             "oracle_auc": test_metrics.get("oracle_auc"),
-            "comparison": comparison[[*CARD_COLUMNS]],
+            "comparison": comparison[[c for c in CARD_COLUMNS if c in comparison.columns]],
             "top_features": list(shap_importance.items())[:10],
             "gate_summary": decision.summary(),
-        }
+        },
+        model_card_template,
     )
     mlflow.log_text(card, f"model_card_v{version}.md")
     client.set_model_version_tag(name, version, "model_card", f"model_card_v{version}.md")

@@ -103,6 +103,7 @@ def create_pipeline(**kwargs: object) -> Pipeline:
                     "params": PARAMS,
                     "outlier_bounds": "outlier_bounds",
                     "processing_params": "params:data_processing",
+                    "model_card_template": "model_card_template",
                 },
                 outputs={"gate_report": "gate_report", "model_card": "model_card"},
                 name="register_model_node",
