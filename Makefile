@@ -13,7 +13,7 @@ export DO_NOT_TRACK := 1
 export BENTOML_DO_NOT_TRACK := True
 export KEDRO_DISABLE_TELEMETRY := 1
 
-.PHONY: help bootstrap data data-home-credit data-drift run test test-fast lint format ui viz repro dvc-push clean bench-processing bench-training build serve purge-events bench-serving
+.PHONY: help bootstrap dvc-stages bench-footprint data data-home-credit data-drift run test test-fast lint format ui viz repro dvc-push clean bench-processing bench-training build serve purge-events bench-serving
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -68,7 +68,10 @@ ui: bootstrap ## Open the MLflow UI on the embedded store (127.0.0.1:5000)
 viz: bootstrap ## Open kedro-viz on 127.0.0.1:4141
 	$(RUN) kedro viz run --host 127.0.0.1 --port 4141
 
-repro: bootstrap ## Reproduce the DVC stages (generate -> ingestion -> processing)
+dvc-stages: bootstrap ## Rewrite dvc.yaml from conf/ (the stages' data, parameters and outputs)
+	$(RUN) python -m credit_scoring.dvc_stages $(if $(KEDRO_ENV),--env $(KEDRO_ENV))
+
+repro: bootstrap ## Reproduce the DVC stages (generate -> ingestion -> processing -> training)
 	$(RUN) dvc repro
 
 dvc-push: bootstrap ## Push DVC-tracked data to the default remote
@@ -83,6 +86,9 @@ bench-processing: bootstrap ## Time ingestion + processing at Home Credit size (
 
 bench-training: bootstrap ## Model quality and Kedro/MLflow overhead at Home Credit size (~25 min)
 	$(RUN) python bench/training_home_credit.py
+
+bench-footprint: bootstrap ## The bento's installed size and cold start vs the full environment (after make build)
+	UV="$(UV)" $(RUN) python bench/bento_footprint.py
 
 bench-serving: bootstrap ## /predict vs mlflow models serve vs a bare ASGI app, with wrk (~5 min)
 	@command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk"; exit 1; }

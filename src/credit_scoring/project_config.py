@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from credit_scoring.config import CONFIG_LOADER_ARGS, ProjectConfigLoader
+
+__all__ = ["LOADER_ARGS", "PROJECT_ROOT", "ProjectConfigLoader", "config_loader"]
 from credit_scoring.core.contract import DataContract, load_contract
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -26,6 +28,26 @@ def active_project_dir() -> Path:
     return _active_project or Path.cwd()
 
 
+def _mlflow_uri(default: str) -> str:
+    # MLFLOW_TRACKING_URI points the same project at an MLflow server.
+    return os.environ.get("MLFLOW_TRACKING_URI") or default
+
+
+def _serving_db() -> str:
+    # CREDIT_SCORING_DATABASE_URL points the pipeline and the API at the same database;
+    # without it, the project's data/09_serving/serving.db (absolute, like `make serve`'s).
+    from credit_scoring.core.store import database_url
+
+    return database_url(active_project_dir())
+
+
+# The Kedro settings (settings.py) and every loader made here use these.
+LOADER_ARGS: dict[str, Any] = {
+    **CONFIG_LOADER_ARGS,
+    "custom_resolvers": {"mlflow_uri": _mlflow_uri, "serving_db": _serving_db},
+}
+
+
 def config_loader(env: str | None = None, conf_source: Path | None = None) -> Any:
     """The running session's loader, else one for ``env`` (default: $KEDRO_ENV or local)."""
     if _active_loader is not None and env is None and conf_source is None:
@@ -33,7 +55,7 @@ def config_loader(env: str | None = None, conf_source: Path | None = None) -> An
     return ProjectConfigLoader(
         conf_source=str(conf_source or PROJECT_ROOT / "conf"),
         env=env or os.environ.get("KEDRO_ENV"),
-        **CONFIG_LOADER_ARGS,
+        **LOADER_ARGS,
     )
 
 

@@ -397,6 +397,10 @@ def generate(params: SyntheticParams) -> dict[str, pd.DataFrame]:
     }
 
 
+# The files `write` produces (what the DVC stage of the generator declares as outputs).
+GENERATED_FILES = ("application_train.csv", "bureau.csv", "true_default_probability.csv")
+
+
 def write(tables: dict[str, pd.DataFrame], output_dir: str | Path) -> list[Path]:
     """Write each table as ``<name>.csv`` (the Kaggle file names) and return the paths."""
     out = Path(output_dir)

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
-import textwrap
+import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
 from credit_scoring.privacy import DEVELOPMENT_KEY, KEY_ENV_VAR, pseudonymise_value
+from credit_scoring.project_config import PROJECT_ROOT
 from credit_scoring.sandbox import kedro_run
 from credit_scoring.synthetic import main as generate_main
 from tests.conftest import TEST_KEY
@@ -79,104 +80,69 @@ def test_end_to_end_run_on_a_tiny_generated_dataset(project_copy: Path):
 
 def test_prod_environment_refuses_the_development_key(project_copy: Path):
     generate_main(["--n-applications", "200", "--output-dir", str(project_copy / "data/01_raw")])
-    result = kedro(project_copy, "--env", "prod", "--pipeline", "data_ingestion", key=None)
+    result = kedro(project_copy, "--env", "prod", "--pipelines", "data_ingestion", key=None)
     assert result.returncode != 0
     assert KEY_ENV_VAR in result.stdout + result.stderr
     assert not list((project_copy / "data/02_intermediate").glob("*.parquet"))
 
 
-FORK_CONTRACT = """
-data_contract:
-  id_column: customer_ref
-  pseudonymised_id_column: customer_id
-  target: {column: risk, positive: bad, negative: good}
-  columns:
-    age: {dtype: int, nullable: false, min: 18, max: 100}
-    monthly_income: {dtype: float, min: 0}
-    loan_amount: {dtype: float, nullable: false, min: 0}
-    loan_amount_copy: {dtype: float, min: 0}
-    purpose: {dtype: category, allowed: [car, house, studies, other]}
-    housing: {dtype: category, allowed: [own, rent, free]}
-    existing_loans: {dtype: int, min: 0}
-  secondary_tables: {}
-"""
-
-FORK_PROCESSING = """
-data_processing:
-  anomalies: []
-  outliers:
-    monthly_income: {method: iqr, factor: 3, action: clip}
-  domain_features:
-    LOAN_TO_INCOME: {op: ratio, left: loan_amount, right: monthly_income}
-    YOUNG: {op: less_than, left: age, value: 25}
-  secondary_aggregations: {}
-  irrelevant_columns: {max_missing_fraction: 0.5, id_like_unique_ratio: 0.95, drop_constant: true, keep: []}
-  imputation:
-    - {name: categories, select: categorical, strategy: most_frequent}
-    - {name: numbers, select: numeric, strategy: median}
-"""
-
-
-def _fork_dataset(n: int = 300) -> pd.DataFrame:
-    rng = np.random.default_rng(0)
-    income = rng.lognormal(8, 0.4, n).round(2)
-    income[rng.random(n) < 0.1] = np.nan
-    loan = rng.lognormal(9, 0.5, n).round(2)
-    frame = pd.DataFrame(
-        {
-            "customer_ref": [f"C-{i:05d}" for i in range(n)],
-            "age": rng.integers(18, 80, n),
-            "monthly_income": income,
-            "loan_amount": loan,
-            "loan_amount_copy": loan,
-            "purpose": rng.choice(["car", "house", "studies", "other", None], n),
-            "housing": rng.choice(["own", "rent", "free"], n),
-            "existing_loans": rng.integers(0, 4, n),
-            "branch_manager_email": "someone@example.com",  # not in the contract: minimised away
-            "risk": rng.choice(["good", "bad"], n, p=[0.8, 0.2]),
-        }
-    )
-    frame.loc[5, "housing"] = "boat"  # breaks the contract: quarantined
-    return frame
-
-
 def test_a_differently_shaped_dataset_runs_with_a_conf_environment_only(project_copy: Path):
-    fork = project_copy / "conf" / "fork"
-    fork.mkdir()
-    (fork / "parameters_data_contract.yml").write_text(FORK_CONTRACT)
-    (fork / "parameters_data_processing.yml").write_text(FORK_PROCESSING)
-    (fork / "catalog.yml").write_text(
-        textwrap.dedent("""
-        applications_raw:
-          type: pandas.CSVDataset
-          filepath: data/01_raw/loans.csv
-    """)
-    )
-    data = _fork_dataset()
-    data.to_csv(project_copy / "data/01_raw/loans.csv", index=False)
+    """conf/example_loans (copied with conf/): other columns, labels, no id, another model name."""
+    data = pd.read_csv(PROJECT_ROOT / "docs/examples/loans.csv")
+    shutil.copy(PROJECT_ROOT / "docs/examples/loans.csv", project_copy / "data/01_raw/loans.csv")
 
-    result = kedro(project_copy, "--env", "fork", "--pipeline", "data_ingestion")
+    # no client id: no key is needed, and none is asked for or warned about
+    result = kedro(
+        project_copy, "--env", "example_loans", "--pipelines", "data_ingestion", key=None
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    result = kedro(project_copy, "--env", "fork", "--pipeline", "data_processing")
+    assert "PSEUDONYMISATION" not in result.stdout + result.stderr
+    result = kedro(project_copy, "--env", "example_loans", "--pipelines", "data_processing")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     table = pd.read_parquet(project_copy / "data/05_model_input/model_input_table.parquet")
     assert len(table) == len(data) - 1
     assert set(table["risk"]) == {0, 1}
     assert table["risk"].sum() == (data.drop(index=5)["risk"] == "bad").sum()
-    assert {"LOAN_TO_INCOME", "YOUNG", "customer_id"} <= set(table.columns)
-    assert not {"customer_ref", "branch_manager_email", "loan_amount_copy"} & set(table.columns)
-    assert not table.isna().any().any()
+    assert {"LOAN_TO_INCOME", "YOUNG", "row_id"} <= set(table.columns)
+    assert not {"branch_manager_email", "loan_amount_copy"} & set(table.columns)
+    assert not table.drop(columns="split").isna().any().any()
     quarantine = pd.read_parquet(
         project_copy / "data/02_intermediate/applications_quarantine.parquet"
     )
     assert "housing: isin" in quarantine["_rejection_reason"].iloc[0]
     assert not (project_copy / "data/02_intermediate/bureau_validated.parquet").exists()
+    # no client id, no client feature store (and no id routes in the API built from it)
+    assert not (project_copy / "data/09_serving/serving.db").exists()
 
-    # and the fork trains, evaluates and registers a model with the same conf environment
-    result = kedro(project_copy, "--env", "fork", "--pipeline", "data_science")
+    # and the fork trains, evaluates and registers a model under its own name
+    result = kedro(project_copy, "--env", "example_loans", "--pipelines", "data_science")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     metrics = json.loads((project_copy / "data/08_reporting/test_metrics.json").read_text())
     assert "oracle_auc" not in metrics  # no generator truth for a fork's data
     gate = json.loads((project_copy / "data/08_reporting/gate_report.json").read_text())
-    assert gate["model_name"] == "credit_scoring" and gate["version"] == "1"
+    assert gate["model_name"] == "loan_risk" and gate["version"] == "1"
+    client = MlflowClient(tracking_uri=f"sqlite:///{project_copy / 'mlflow.db'}")
+    assert client.get_model_version_by_alias("loan_risk", "champion").version == "1"
+    assert client.get_experiment_by_name("loan_risk") is not None
+    card = (project_copy / "data/08_reporting/model_card.md").read_text()
+    sensitive = card.split("## Sensitive attributes")[1]
+    assert "`age`" in sensitive and "`sex`" in sensitive and "CODE_GENDER" not in card
+    assert "no client id" in card
+
+
+def test_a_configuration_typo_fails_before_anything_runs(project_copy: Path):
+    generate_main(["--n-applications", "200", "--output-dir", str(project_copy / "data/01_raw")])
+    local = project_copy / "conf" / "local"
+    local.mkdir(exist_ok=True)
+    (local / "parameters_data_science.yml").write_text("data_science:\n  cv_foldz: 3\n")
+    started = time.monotonic()
+    result = kedro(project_copy)
+    elapsed = time.monotonic() - started
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "data_science.cv_foldz: Extra inputs are not permitted" in output
+    assert "conf/local/parameters_data_science.yml" in output
+    assert "Traceback" not in output and "╭" not in output  # the message, not a stack dump
+    assert not list((project_copy / "data/02_intermediate").iterdir())  # nothing ran
+    print(f"typo reported after {elapsed:.1f} s")

@@ -1,0 +1,40 @@
+"""dvc.yaml is written from conf/: up to date, and a fork's stages name only its own data."""
+
+from __future__ import annotations
+
+import yaml
+
+from credit_scoring.dvc_stages import build_stages, render
+from credit_scoring.project_config import PROJECT_ROOT
+
+
+def test_the_committed_dvc_yaml_is_what_conf_gives():
+    assert (PROJECT_ROOT / "dvc.yaml").read_text() == render(), "run `make dvc-stages`"
+
+
+def test_stages_follow_the_catalog_and_the_parameter_files():
+    stages = build_stages()["stages"]
+    assert list(stages) == [
+        "generate_synthetic_data",
+        "data_ingestion",
+        "data_processing",
+        "data_science",
+    ]
+    ingestion = stages["data_ingestion"]
+    raw = set(stages["generate_synthetic_data"]["outs"])
+    assert {d for d in ingestion["deps"] if d.startswith("data/")} <= raw
+    assert set(stages["data_processing"]["deps"]) & set(ingestion["outs"])
+    assert {"conf/base/parameters_data_contract.yml": ["data_contract"]} in ingestion["params"]
+
+
+def test_a_forks_stages_name_none_of_the_worked_examples_tables():
+    text = yaml.safe_dump(build_stages("example_loans"))
+    stages = build_stages("example_loans")["stages"]
+    assert "generate_synthetic_data" not in stages  # the catalog reads the fork's own file
+    assert "data/01_raw/loans.csv" in stages["data_ingestion"]["deps"]
+    assert "--env example_loans" in stages["data_ingestion"]["cmd"]
+    for name in ("application_train", "bureau", "true_default_probability"):
+        assert name not in text
+    assert {"conf/example_loans/parameters_data_contract.yml": ["data_contract"]} in stages[
+        "data_ingestion"
+    ]["params"]
