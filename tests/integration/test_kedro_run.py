@@ -123,7 +123,7 @@ def test_a_differently_shaped_dataset_runs_with_a_conf_environment_only(project_
     gate = json.loads((project_copy / "data/08_reporting/gate_report.json").read_text())
     assert gate["model_name"] == "loan_risk" and gate["version"] == "1"
     client = MlflowClient(tracking_uri=f"sqlite:///{project_copy / 'mlflow.db'}")
-    assert client.get_model_version_by_alias("loan_risk", "champion").version == "1"
+    assert str(client.get_model_version_by_alias("loan_risk", "champion").version) == "1"
     assert client.get_experiment_by_name("loan_risk") is not None
     card = (project_copy / "data/08_reporting/model_card.md").read_text()
     sensitive = card.split("## Sensitive attributes")[1]
