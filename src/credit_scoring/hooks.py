@@ -7,6 +7,7 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 from kedro.framework.project import pipelines
+from pydantic import BaseModel
 
 from credit_scoring.config import check_parameters, pipeline_parameter_keys
 from credit_scoring.privacy import resolve_key
@@ -36,6 +37,19 @@ class ProjectHooks:
         requested = getattr(pipelines, "_requested_pipelines", None) or ["__default__"]
         keys = pipeline_parameter_keys(pipelines[name] for name in requested if name in pipelines)
         check_parameters(parameters, sorted(keys), conf_dirs)
+
+    @hook_impl(tryfirst=True)
+    def before_node_run(self, inputs: dict[str, Any]) -> None:
+        """Show the other hooks (kedro-mlflow logs every ``params:`` input) plain mappings.
+
+        Kedro hands the nodes typed sections; kedro-mlflow flattens only dicts, so it would log
+        one truncated string per section. Kedro gives the hooks their own copy of the inputs:
+        replacing the values in that copy changes what is logged, not what the node receives.
+        This hook runs first (tryfirst) so the others see the mappings.
+        """
+        for name, value in inputs.items():
+            if name.startswith("params:") and isinstance(value, BaseModel):
+                inputs[name] = value.model_dump(mode="json")
 
     @hook_impl
     def after_catalog_created(

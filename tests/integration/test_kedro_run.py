@@ -71,6 +71,9 @@ def test_end_to_end_run_on_a_tiny_generated_dataset(project_copy: Path):
         "coefficient_path.png",
     } <= figures
     run = client.get_run(champion.run_id)
+    # the nodes get typed sections, and MLflow still gets one readable parameter per key
+    assert run.data.params["data_science.cv_folds"] == "3"
+    assert "data_science" not in run.data.params and "data_contract" not in run.data.params
     assert (
         "test.auc" in run.data.metrics
         and "test.dummy_business_cost" in run.data.metrics
