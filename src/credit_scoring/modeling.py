@@ -16,7 +16,7 @@ import lightgbm as lgb
 import numpy as np
 import optuna
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sklearn.compose import ColumnTransformer
 from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression
@@ -26,7 +26,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from credit_scoring.core.encoding import ModelKind, model_input
-from credit_scoring.core.errors import config_error
+from credit_scoring.core.errors import typed_section
 from credit_scoring.core.processing import ImputationGroup
 from credit_scoring.imputation import build_imputer
 
@@ -135,12 +135,7 @@ class DataScienceParams(_Strict):
 
 def load_params(raw: dict[str, Any] | DataScienceParams) -> DataScienceParams:
     """The typed section (Kedro passes it typed; tests and notebooks may pass the mapping)."""
-    if isinstance(raw, DataScienceParams):
-        return raw
-    try:
-        return DataScienceParams.model_validate(raw)
-    except ValidationError as exc:
-        raise config_error(exc, "data_science", PARAMS_FILE) from None
+    return typed_section(DataScienceParams, raw, "data_science", PARAMS_FILE)
 
 
 # --- business cost -----------------------------------------------------------------------

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -132,6 +134,24 @@ def test_a_differently_shaped_dataset_runs_with_a_conf_environment_only(project_
     sensitive = card.split("## Sensitive attributes")[1]
     assert "`age`" in sensitive and "`sex`" in sensitive and "CODE_GENDER" not in card
     assert "no client id" in card
+
+    # packaged under its own name, the API built from it has no id routes
+    env = {k: v for k, v in os.environ.items() if "MLFLOW_" not in k}
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{project_copy / 'mlflow.db'}"
+    packaging = [sys.executable, "-m", "credit_scoring.packaging", "--no-build"]
+    packaging += ["--env", "example_loans", "--project", str(project_copy)]
+    result = subprocess.run(packaging, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    probe = (
+        "import credit_scoring.serving.service as s; "
+        "print(s.SPEC.model_name, s.HAS_CLIENTS, sorted(s._openapi({'paths': {}})['paths']))"
+    )
+    env.update(CREDIT_SCORING_MODEL_TAG="loan_risk:latest")
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "loan_risk False []"
 
 
 def test_a_configuration_typo_fails_before_anything_runs(project_copy: Path):

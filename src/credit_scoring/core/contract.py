@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from credit_scoring.core.errors import config_error
+from credit_scoring.core.errors import typed_section
 
 CONTRACT_FILE = "conf/base/parameters_data_contract.yml"
 
@@ -108,12 +108,7 @@ class DataContract(_Strict):
 
 def load_contract(raw: dict[str, Any] | DataContract) -> DataContract:
     """Build the contract from its YAML mapping; a mistake names the key and the file."""
-    if isinstance(raw, DataContract):
-        return raw
-    try:
-        return DataContract.model_validate(raw)
-    except ValidationError as exc:
-        raise config_error(exc, "data_contract", CONTRACT_FILE) from None
+    return typed_section(DataContract, raw, "data_contract", CONTRACT_FILE)
 
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1

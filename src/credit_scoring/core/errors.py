@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+Model = TypeVar("Model", bound=BaseModel)
 
 
 class ContractError(ValueError):
@@ -15,3 +19,14 @@ def config_error(exc: ValidationError, prefix: str, file: str) -> ContractError:
         f"{'.'.join([prefix, *(str(p) for p in err['loc'])])}: {err['msg']}" for err in exc.errors()
     )
     return ContractError(f"{problems} (fix it in {file}, or in your environment's copy)")
+
+
+def typed_section(model: type[Model], raw: Any, prefix: str, file: str) -> Model:
+    """``raw`` as ``model``: as it is when already typed (Kedro passes typed ``params:``),
+    validated when a mapping (tests, notebooks); a mistake names the key and the file."""
+    if isinstance(raw, model):
+        return raw
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise config_error(exc, prefix, file) from None

@@ -12,9 +12,9 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from credit_scoring.core.errors import ContractError, config_error
+from credit_scoring.core.errors import ContractError, typed_section
 
 PARAMS_FILE = "conf/base/parameters_data_processing.yml"
 
@@ -74,12 +74,7 @@ class FeatureSpec(_Strict):
 
 def load_feature_spec(params: dict[str, Any] | FeatureSpec) -> FeatureSpec:
     """Build the spec; a mistake names the key and the file to fix."""
-    if isinstance(params, FeatureSpec):
-        return params
-    try:
-        return FeatureSpec.model_validate(params)
-    except ValidationError as exc:
-        raise config_error(exc, "data_processing", PARAMS_FILE) from None
+    return typed_section(FeatureSpec, params, "data_processing", PARAMS_FILE)
 
 
 def _require(df: pd.DataFrame, columns: list[str], where: str) -> None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from fnmatch import fnmatch
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from credit_scoring.core.errors import config_error
+from credit_scoring.core.errors import typed_section
 from credit_scoring.core.features import (
     Anomaly,
     DerivedFeature,
@@ -107,9 +107,4 @@ class ProcessingParams(_Strict):
 
 def load_processing(raw: dict[str, Any] | ProcessingParams) -> ProcessingParams:
     """Build the typed section; a mistake names the key and the file to fix."""
-    if isinstance(raw, ProcessingParams):
-        return raw
-    try:
-        return ProcessingParams.model_validate(raw)
-    except ValidationError as exc:
-        raise config_error(exc, "data_processing", PARAMS_FILE) from None
+    return typed_section(ProcessingParams, raw, "data_processing", PARAMS_FILE)

@@ -6,10 +6,10 @@ import logging
 from typing import Any, Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from credit_scoring.core.contract import ColumnSpec, DataContract, TargetSpec, load_contract
-from credit_scoring.core.errors import ContractError, config_error
+from credit_scoring.core.errors import ContractError, typed_section
 from credit_scoring.privacy import pseudonymise_series
 from credit_scoring.validation import build_schema, describe_failures, validate_frame
 
@@ -31,12 +31,7 @@ class IngestionParams(BaseModel):
 
 def load_ingestion(raw: IngestionParams | dict[str, Any]) -> IngestionParams:
     """The typed section (Kedro passes it typed; tests may pass the mapping)."""
-    if isinstance(raw, IngestionParams):
-        return raw
-    try:
-        return IngestionParams.model_validate(raw)
-    except ValidationError as exc:
-        raise config_error(exc, "data_ingestion", PARAMS_FILE) from None
+    return typed_section(IngestionParams, raw, "data_ingestion", PARAMS_FILE)
 
 
 def minimise_columns(table: pd.DataFrame, keep: list[str], table_name: str) -> pd.DataFrame:
