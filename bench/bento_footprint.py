@@ -104,8 +104,11 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     work = Path(tempfile.mkdtemp(prefix="bento-footprint-"))
     full_requirements = work / "full-requirements.txt"
     subprocess.run(
-        [*_uv(), "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project"]
-        + ["--quiet", "-o", str(full_requirements)],
+        [
+            *_uv(),
+            *("export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project", "--quiet"),
+            *("-o", str(full_requirements)),
+        ],
         cwd=ROOT,
         check=True,
     )

@@ -164,3 +164,27 @@ def test_an_empty_feature_store_answers_unknown(tmp_path: Path):
     store = ClientFeatureStore(f"sqlite:///{tmp_path / 'empty.db'}", "client_id")
     assert store.get("a" * 64) is None
     store.close()
+
+
+def test_the_service_refuses_a_missing_or_relative_database_url(monkeypatch):
+    from credit_scoring.serving.settings import ServingSettings
+
+    monkeypatch.delenv("CREDIT_SCORING_DATABASE_URL", raising=False)
+    with pytest.raises(RuntimeError, match=r"CREDIT_SCORING_DATABASE_URL is not set.*make serve"):
+        ServingSettings().require_database_url()
+    monkeypatch.setenv("CREDIT_SCORING_DATABASE_URL", "sqlite:///data/09_serving/serving.db")
+    with pytest.raises(RuntimeError, match="relative SQLite path"):
+        ServingSettings().require_database_url()
+    monkeypatch.setenv("CREDIT_SCORING_DATABASE_URL", "sqlite:////srv/credit/serving.db")
+    assert ServingSettings().require_database_url() == "sqlite:////srv/credit/serving.db"
+
+
+def test_the_default_database_is_the_projects_whatever_the_working_directory(
+    tmp_path: Path, monkeypatch
+):
+    from credit_scoring.core.store import database_url
+
+    monkeypatch.chdir(tmp_path)
+    url = database_url("/srv/project", environ={})
+    assert url == "sqlite:////srv/project/data/09_serving/serving.db"
+    assert database_url("/srv/project", environ={"CREDIT_SCORING_DATABASE_URL": "x"}) == "x"

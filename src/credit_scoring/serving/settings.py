@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from credit_scoring.core.spec import PACKAGED_MODEL_FILE
@@ -49,25 +49,22 @@ class ServingSettings(BaseSettings):
     )
     workers: int = Field(2, ge=1, le=64, description="API worker processes")
 
-    @field_validator("database_url")
-    @classmethod
-    def _absolute_sqlite(cls, url: str | None) -> str | None:
-        path = sqlite_path(url) if url else None
-        if path is not None and not path.is_absolute():
-            raise ValueError(
-                f"{DATABASE_URL_ENV}={url} is a relative SQLite path: it would be resolved in the "
-                "bento's own folder, where nothing reads it. Give an absolute path "
-                "(sqlite:////abs/path/serving.db) or start the service with `make serve`."
-            )
-        return url
-
     def require_database_url(self) -> str:
         """The database URL; a service without one refuses to start (and says how to fix it)."""
-        if not self.database_url:
+        url = self.database_url
+        if not url:
             raise RuntimeError(
                 f"{DATABASE_URL_ENV} is not set: the service would not know where the client "
                 "features are and where to store its decisions. Start it with `make serve` (the "
                 "project's data/09_serving/serving.db) or set the variable, e.g. "
                 "postgresql+psycopg://user@host:5432/credit."
             )
-        return self.database_url
+        path = sqlite_path(url)
+        if path is not None and not path.is_absolute():
+            # checked here, in the worker, not at import: `bentoml build` imports the module
+            raise RuntimeError(
+                f"{DATABASE_URL_ENV}={url} is a relative SQLite path: it would be resolved in the "
+                "bento's own folder, where nothing reads it. Give an absolute path "
+                "(sqlite:////abs/path/serving.db) or start the service with `make serve`."
+            )
+        return url
