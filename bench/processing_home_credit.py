@@ -2,7 +2,7 @@
 
 Generates the synthetic tables at 307,511 applications (~1.7M bureau rows) in a throw-away
 copy of the project, then measures, in one run on the same data:
-  1. `kedro run --pipeline data_ingestion` and `--pipeline data_processing` (what users run:
+  1. `kedro run --pipelines data_ingestion` and `--pipelines data_processing` (what users run:
      start-up, config, Parquet I/O, hooks), each in its own process;
   2. the peer: the same two pipelines' nodes run in-process on an in-memory catalog
      (no start-up, no files), i.e. the cost of the data work alone.
@@ -38,7 +38,7 @@ RESULTS = PROJECT_ROOT / "bench" / "results" / "processing_home_credit.json"
 
 def _kedro_run(project: Path, pipeline: str) -> dict[str, float]:
     start = time.perf_counter()
-    kedro_run(project, "--pipeline", pipeline, check=True)
+    kedro_run(project, "--pipelines", pipeline, check=True)
     wall = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {"wall_s": round(wall, 2), "peak_rss_mb_children_so_far": round(peak_mb)}

@@ -6,7 +6,7 @@ In one run, on the same data and machine:
   2. the peer, a bare script: the same training work (split, leakage check, tuned candidates,
      selection, test evaluation, explanations) by calling the node functions directly, with
      no Kedro and no MLflow;
-  3. `kedro run --pipeline data_science`: the same work plus Kedro, MLflow tracking, model
+  3. `kedro run --pipelines data_science`: the same work plus Kedro, MLflow tracking, model
      logging, the registry gate and the model card.
 Both use the same parameters, with time budgets lifted so that both run every Optuna trial.
 Targets: kedro/bare <= 1.15; test AUC >= 0.97 x oracle AUC; business cost below the dummy's.
@@ -47,7 +47,7 @@ def _project_copy(root: Path, data_science: dict[str, Any]) -> Path:
 
 def _kedro(project: Path, pipeline: str) -> float:
     start = time.perf_counter()
-    kedro_run(project, "--pipeline", pipeline, check=True)
+    kedro_run(project, "--pipelines", pipeline, check=True)
     return time.perf_counter() - start
 
 
@@ -61,7 +61,7 @@ def _bare(
         params["data_science"],
     )
     start = time.perf_counter()
-    split = nodes.split_data(primary, contract, science)
+    split = nodes.split_data(primary, contract)
     nodes.check_leakage(split["train"], contract, science)
     models = nodes.train_candidates(split["train"], contract, processing, science)
     selection = nodes.select_model(models, split["validation"], contract, science)

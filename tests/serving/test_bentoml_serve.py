@@ -186,6 +186,10 @@ def test_make_serve_uses_the_projects_database(bento, trained_project, client_fe
     make = shutil.which("make")
     assert make, "make is needed (CI installs it)"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CREDIT_SCORING_")}
+    # a user's shell: not inside the test run's virtual environment (make brings its own)
+    venv_bin = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if p != venv_bin)
+    env.pop("VIRTUAL_ENV", None)
     port = free_port()
     repo = Path(__file__).resolve().parents[2]
     command = [make, "-s", "-C", str(repo), "serve", f"PROJECT_DIR={trained_project}"]
