@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -142,10 +143,14 @@ def test_a_differently_shaped_dataset_runs_with_a_conf_environment_only(project_
     packaging += ["--env", "example_loans", "--project", str(project_copy)]
     result = subprocess.run(packaging, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    probe = (
-        "import credit_scoring.serving.service as s; "
-        "print(s.SPEC.model_name, s.HAS_CLIENTS, sorted(s._openapi({'paths': {}})['paths']))"
-    )
+    probe = textwrap.dedent("""
+        import credit_scoring.serving.service as s
+        try:
+            s._check_client_id("a" * 64)
+        except s.Unprocessable as error:
+            assert "leave client_id out" in str(error)
+            print(s.SPEC.model_name, s.HAS_CLIENTS, sorted(s._openapi({"paths": {}})["paths"]))
+    """)
     env.update(CREDIT_SCORING_MODEL_TAG="loan_risk:latest")
     result = subprocess.run(
         [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300

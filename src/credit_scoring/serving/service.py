@@ -82,6 +82,18 @@ class PayloadTooLarge(BentoMLException):
     error_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
 
 
+class Unprocessable(BentoMLException):
+    error_code = HTTPStatus.UNPROCESSABLE_ENTITY
+
+
+def _check_client_id(client_id: str | None) -> None:
+    if client_id is not None and not HAS_CLIENTS:
+        raise Unprocessable(
+            "client_id: this model's data has no client id (data_contract.id_column is null); "
+            "leave client_id out."
+        )
+
+
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
 
@@ -227,6 +239,7 @@ class CreditScoring:
         client_id: ClientId | None = None,
     ) -> Prediction:
         """Score one application: probability of default and the accept/refuse decision."""
+        _check_client_id(client_id)
         return self.score_record(application.model_dump(), "predict", client_id)
 
     @bentoml.api(route="/predict_batch")
@@ -260,6 +273,7 @@ class CreditScoring:
         client_id: ClientId | None = None,
     ) -> Explanation:
         """Score one application and explain it: signed SHAP values and reasons in words."""
+        _check_client_id(client_id)
         return self.explain_record(application.model_dump(), "explain", client_id)
 
     # --- shared -------------------------------------------------------------------------
