@@ -78,9 +78,6 @@ class ProjectConfigLoader(OmegaConfigLoader):
         _replace_marked(merged, env_config)
         return _strip_markers(merged)
 
-    def __getitem__(self, key: str) -> Any:
-        return _strip_markers(super().__getitem__(key))
-
 
 CONFIG_LOADER_ARGS: dict[str, Any] = {
     "base_env": "base",
@@ -107,24 +104,29 @@ def section_models() -> dict[str, type[BaseModel]]:
     }
 
 
-def _files_with(conf_dirs: Iterable[Path], path: tuple[str, ...]) -> list[str]:
-    """The parameter files that define ``path`` (or its deepest existing parent)."""
-    found: list[str] = []
+def parameter_files(conf_dirs: Iterable[Path]) -> list[tuple[Path, dict[str, Any]]]:
+    """Every parameters file of these folders, parsed once, in Kedro's order (base first)."""
+    files = []
+    for directory in conf_dirs:
+        paths = sorted(directory.glob("parameters*.yml"))
+        paths += sorted(directory.glob("parameters*/**/*.yml"))
+        files += [(path, yaml.safe_load(path.read_text()) or {}) for path in paths]
+    return files
+
+
+def files_defining(files: list[tuple[Path, dict[str, Any]]], path: tuple[str, ...]) -> list[Path]:
+    """The files that define ``path``, else its deepest parent that some file defines."""
     for depth in range(len(path), 0, -1):
-        for directory in conf_dirs:
-            for file in sorted(directory.glob("parameters*.yml")) + sorted(
-                directory.glob("parameters*/**/*.yml")
-            ):
-                node: Any = yaml.safe_load(file.read_text()) or {}
-                for part in path[:depth]:
-                    node = node.get(part) if isinstance(node, dict) else None
-                    if node is None:
-                        break
-                if node is not None:
-                    found.append(str(file))
+        found = []
+        for file, content in files:
+            node: Any = content
+            for part in path[:depth]:
+                node = node.get(part) if isinstance(node, dict) else None
+            if node is not None:
+                found.append(file)
         if found:
             return found
-    return found
+    return []
 
 
 def _shown(path: str) -> str:
@@ -143,10 +145,13 @@ class _Problems:
     def __init__(self, conf_dirs: list[Path]) -> None:
         self.conf_dirs = conf_dirs
         self.items: list[str] = []
+        self._files: list[tuple[Path, dict[str, Any]]] | None = None  # read on the first problem
 
     def add(self, path: tuple[str, ...], message: str) -> None:
-        files = _files_with(self.conf_dirs, path) or [
-            f"{d}/parameters_*.yml" for d in self.conf_dirs
+        if self._files is None:
+            self._files = parameter_files(self.conf_dirs)
+        files = [_shown(str(f)) for f in files_defining(self._files, path)] or [
+            f"{_shown(str(d))}/parameters_*.yml" for d in self.conf_dirs
         ]
         self.items.append(f"{'.'.join(path)}: {message} [{', '.join(files)}]")
 

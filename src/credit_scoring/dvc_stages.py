@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from kedro.io.catalog_config_resolver import CatalogConfigResolver
 
-from credit_scoring.config import pipeline_parameter_keys
+from credit_scoring.config import files_defining, parameter_files, pipeline_parameter_keys
 from credit_scoring.core.contract import DataContract, load_contract
 from credit_scoring.pipelines import data_ingestion, data_processing, data_science
 from credit_scoring.project_config import PROJECT_ROOT, config_loader
@@ -88,13 +88,11 @@ def _is_report(path: str) -> bool:
 
 
 def _param_files(conf_dirs: list[Path], keys: list[str]) -> list[dict[str, list[str]]]:
+    files = parameter_files(conf_dirs)
     entries: dict[str, list[str]] = {}
-    for directory in conf_dirs:
-        for file in sorted(directory.glob("parameters*.yml")):
-            content = yaml.safe_load(file.read_text()) or {}
-            for key in keys:
-                if key in content:
-                    entries.setdefault(_relative(str(file)), []).append(key)
+    for key in keys:
+        for file in files_defining(files, (key,)):
+            entries.setdefault(_relative(str(file)), []).append(key)
     return [{file: sorted(found)} for file, found in entries.items()]
 
 

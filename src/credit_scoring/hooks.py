@@ -10,6 +10,8 @@ from kedro.framework.project import pipelines
 from pydantic import BaseModel
 
 from credit_scoring.config import check_parameters, pipeline_parameter_keys
+from credit_scoring.core.contract import load_contract
+from credit_scoring.pipelines.data_ingestion.nodes import load_ingestion
 from credit_scoring.privacy import resolve_key
 from credit_scoring.project_config import remember_context
 
@@ -58,19 +60,12 @@ class ProjectHooks:
         # The key lives only in memory: from the environment or conf/<env>/credentials.yml.
         # The development key is refused where data_ingestion.allow_development_key is false.
         # Data without client ids needs no key (and gets no development-key warning).
+        # Sections are typed when the pipelines being run read them, mappings otherwise.
         tree = parameters.get("parameters") or {}
-        contract = tree.get("data_contract")
-        if not getattr(contract, "id_column", None) and not _get(contract, "id_column"):
+        if load_contract(tree["data_contract"]).id_column is None:
             catalog["pseudonymisation_key"] = ""
             return
-        ingestion = tree.get("data_ingestion")
-        allow_dev = bool(
-            getattr(ingestion, "allow_development_key", None)
-            if ingestion is not None and not isinstance(ingestion, dict)
-            else (ingestion or {}).get("allow_development_key", False)
+        ingestion = load_ingestion(tree.get("data_ingestion") or {})
+        catalog["pseudonymisation_key"] = resolve_key(
+            conf_creds, allow_development_key=ingestion.allow_development_key
         )
-        catalog["pseudonymisation_key"] = resolve_key(conf_creds, allow_development_key=allow_dev)
-
-
-def _get(section: Any, key: str) -> Any:
-    return section.get(key) if isinstance(section, dict) else None

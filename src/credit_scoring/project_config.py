@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from credit_scoring.config import CONFIG_LOADER_ARGS, ProjectConfigLoader
+from credit_scoring.core.contract import DataContract, load_contract
 
 __all__ = ["LOADER_ARGS", "PROJECT_ROOT", "ProjectConfigLoader", "config_loader"]
-from credit_scoring.core.contract import DataContract, load_contract
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _active_loader: Any = None

@@ -73,12 +73,13 @@ GATE_REASONS = {
         "hand after review"
     ),
 }
-_TEMPLATES = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+_ENVIRONMENT = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+_COMPILED = {name: _ENVIRONMENT.from_string(text) for name, text in GATE_REASONS.items()}
 
 
 def say(reason: str, **values: Any) -> str:
     """One gate reason in words, from its template."""
-    return _TEMPLATES.from_string(GATE_REASONS[reason]).render(**values)
+    return _COMPILED[reason].render(**values)
 
 
 def decide(

@@ -46,6 +46,10 @@ class OutlierRule(_Strict):
         return self
 
 
+# The column data_processing adds first (train | validation | test), read by data_science.
+SPLIT_COLUMN = "split"
+
+
 class SplitParams(_Strict):
     """Stratified train / validation / test shares, assigned before anything is learned."""
 

@@ -10,6 +10,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from credit_scoring.core.spec import PACKAGED_MODEL_FILE
 from credit_scoring.core.store import DATABASE_URL_ENV, sqlite_path
 
+DEFAULT_MODEL_NAME = "credit_scoring"
+
 
 def packaged_model_tag() -> str:
     """The tag `make build` wrote next to this module; the store's latest model otherwise."""
@@ -19,14 +21,11 @@ def packaged_model_tag() -> str:
     return f"{DEFAULT_MODEL_NAME}:latest"
 
 
-DEFAULT_MODEL_NAME = "credit_scoring"
-
-
 class ServingSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CREDIT_SCORING_", extra="ignore")
 
     model_tag: str = Field(
-        default_factory=lambda: packaged_model_tag(),
+        default_factory=packaged_model_tag,
         description="BentoML model holding the champion (default: the one the bento was built "
         "with, written by `make build`)",
     )

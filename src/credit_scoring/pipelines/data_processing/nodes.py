@@ -26,6 +26,7 @@ from credit_scoring.core.features import (
 )
 from credit_scoring.core.processing import (
     PARAMS_FILE,
+    SPLIT_COLUMN,
     OutlierRule,
     ProcessingParams,
     load_processing,
@@ -34,12 +35,7 @@ from credit_scoring.imputation import apply_imputer, fit_imputer, load_groups
 
 logger = logging.getLogger(__name__)
 
-SPLIT_COLUMN = "split"  # train | validation | test, assigned once, before anything is learned
 TRAIN = "train"
-
-
-def _settings(params: dict[str, Any] | ProcessingParams) -> ProcessingParams:
-    return load_processing(params)
 
 
 def _protected(data_contract: dict[str, Any] | DataContract) -> list[str]:
@@ -71,7 +67,7 @@ def assign_splits(
     data can learn from the training rows only.
     """
     contract = load_contract(data_contract)
-    split = _settings(params).split
+    split = load_processing(params).split
     target = contract.target.column if contract.target else None
     stratify = applications[target] if target else None
     rest, test = train_test_split(
@@ -112,7 +108,7 @@ def drop_duplicate_columns(applications: pd.DataFrame) -> dict[str, Any]:
 
 def treat_anomalies(applications: pd.DataFrame, params: ProcessingParams) -> pd.DataFrame:
     """Replace sentinel values (e.g. DAYS_EMPLOYED = 365243) by NaN and a flag column."""
-    return flag_anomalies(applications, _settings(params).feature_spec().anomalies)
+    return flag_anomalies(applications, load_processing(params).feature_spec().anomalies)
 
 
 def _bounds(series: pd.Series, rule: OutlierRule) -> tuple[float | None, float | None]:
@@ -135,7 +131,7 @@ def treat_outliers(applications: pd.DataFrame, params: ProcessingParams) -> dict
     """
     bounds: dict[str, dict[str, Any]] = {}
     rows = _training_rows(applications)
-    for column, rule in _settings(params).outliers.items():
+    for column, rule in load_processing(params).outliers.items():
         if column not in applications.columns:
             raise ContractError(
                 f"data_processing.outliers.{column}: no such column in the table (dropped "
@@ -151,7 +147,7 @@ def aggregate_table(
 ) -> pd.DataFrame:
     """Per-client aggregates of one secondary table, as declared in parameters."""
     contract = load_contract(data_contract)
-    spec = _settings(params).feature_spec().secondary_aggregations.get(table_name)
+    spec = load_processing(params).feature_spec().secondary_aggregations.get(table_name)
     if spec is None:
         raise ContractError(
             f"Secondary table '{table_name}' has no entry under "
@@ -168,7 +164,7 @@ def build_features(
 ) -> pd.DataFrame:
     """Add the domain features and join each secondary table's per-client aggregates."""
     contract = load_contract(data_contract)
-    spec = _settings(params).feature_spec()
+    spec = load_processing(params).feature_spec()
     out = add_derived_features(applications, spec.domain_features)
     for name, table in aggregates.items():
         agg_spec = spec.secondary_aggregations[name]
@@ -181,7 +177,7 @@ def drop_irrelevant_columns(
     features: pd.DataFrame, data_contract: DataContract, params: ProcessingParams
 ) -> dict[str, Any]:
     """Drop too-sparse, constant and ID-like columns (judged on the training rows)."""
-    rules = _settings(params).irrelevant_columns
+    rules = load_processing(params).irrelevant_columns
     keep = set(_protected(data_contract)) | set(rules.keep)
     reasons: dict[str, str] = {}
     rows = _training_rows(features)
@@ -222,7 +218,7 @@ def impute_missing_values(
     primary: pd.DataFrame, data_contract: DataContract, params: ProcessingParams
 ) -> dict[str, Any]:
     """Fill missing values group by group (fitted on the training rows); report the groups."""
-    groups = load_groups(_settings(params).imputation)
+    groups = load_groups(load_processing(params).imputation)
     protected = _protected(data_contract)
     imputer = fit_imputer(_training_rows(primary), groups, exclude=protected)
     table = apply_imputer(imputer, primary, exclude=protected)
@@ -270,7 +266,7 @@ def build_client_features(
     of each secondary table. No target, no raw id: only the pseudonym.
     """
     contract = load_contract(data_contract)
-    spec = _settings(params).feature_spec()
+    spec = load_processing(params).feature_spec()
     id_column = contract.pseudonymised_id_column
     columns = [c for c in contract.columns if c in applications.columns]
     out = applications[[id_column, *columns]].drop_duplicates(id_column, keep="last")

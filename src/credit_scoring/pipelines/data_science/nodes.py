@@ -21,7 +21,7 @@ from sklearn.metrics import roc_auc_score
 from credit_scoring.core.contract import DataContract, load_contract
 from credit_scoring.core.encoding import category_codes, nan_for_missing
 from credit_scoring.core.errors import ContractError
-from credit_scoring.core.processing import ProcessingParams, load_processing
+from credit_scoring.core.processing import SPLIT_COLUMN, ProcessingParams, load_processing
 from credit_scoring.lineage import lineage_tags
 from credit_scoring.modeling import (
     DataScienceParams,
@@ -31,7 +31,6 @@ from credit_scoring.modeling import (
     fit_candidate,
     load_params,
 )
-from credit_scoring.pipelines.data_processing.nodes import SPLIT_COLUMN
 from credit_scoring.privacy import pseudonymise_series
 from credit_scoring.registry import (
     SERVING_ARTIFACTS,
