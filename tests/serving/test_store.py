@@ -101,19 +101,129 @@ def test_events_are_written_in_groups_while_serving(db_url: str):
         store.close()
 
 
-def test_events_that_cannot_be_written_are_kept_in_a_spill_file(tmp_path: Path):
+def test_events_wait_in_the_journal_while_the_database_cannot_take_them(tmp_path: Path):
     url = f"sqlite:///{tmp_path / 'serving.db'}"
-    store = EventStore(url, batch_size=10, flush_seconds=5.0, spill_dir=tmp_path / "unsent")
+    store = EventStore(url, batch_size=10, flush_seconds=5.0)
     with store.engine.begin() as conn:  # the table disappears under the writer
         conn.execute(sa.text("DROP TABLE prediction_events"))
     for i in range(25):
         store.record(event(i))
     store.close()
-    lines = [
-        line for f in (tmp_path / "unsent").glob("*.jsonl") for line in f.read_text().splitlines()
-    ]
-    spilled = sorted(json.loads(line)["features"]["AMT_CREDIT"] for line in lines)
-    assert spilled == [1000.0 + i for i in range(25)]
+    assert [p.name for p in (tmp_path / "journal").glob("events-*.jsonl")]  # kept, not lost
+
+    again = EventStore(url, flush_seconds=0.05)  # the next start ships them
+    again.close()
+    stored = read_events(url)
+    assert sorted(f["AMT_CREDIT"] for f in stored["features"]) == [1000.0 + i for i in range(25)]
+    assert list((tmp_path / "journal").iterdir()) == []
+
+
+CRASHING_WORKER = """
+import os, signal, sys, time, uuid
+from credit_scoring.core.store import EventStore, utc_now
+url, count, lose_checkpoint = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+store = EventStore(url, batch_size=40, flush_seconds=0.05 if lose_checkpoint else 600)
+for i in range(count):
+    store.record({"event_time": utc_now(), "request_id": uuid.uuid4().hex, "endpoint": "predict",
+                  "client_id": None, "model_name": "m", "model_version": "1",
+                  "features": {"i": i}, "probability": 0.5, "decision": "accept",
+                  "threshold": 0.5})
+if lose_checkpoint:  # everything reaches the database, then the checkpoint is lost
+    while store.written < count:
+        time.sleep(0.01)
+    store._journal.offset_path.unlink()
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.parametrize("lose_checkpoint", [False, True], ids=["unshipped", "shipped"])
+def test_events_of_a_killed_process_are_stored_exactly_once_by_the_next_start(
+    db_url: str, tmp_path: Path, lose_checkpoint: bool
+):
+    """kill -9 before anything was shipped, or after a commit whose checkpoint was lost."""
+    import subprocess
+    import sys
+
+    worker = subprocess.run(
+        [sys.executable, "-c", CRASHING_WORKER, db_url, "300", "1" if lose_checkpoint else "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert worker.returncode == -9, worker.stderr
+    before = len(read_events(db_url))
+    assert before == (300 if lose_checkpoint else 0)
+
+    store = EventStore(db_url, flush_seconds=0.05)  # a restarted worker on the same folder
+    store.close()
+    stored = read_events(db_url)
+    assert sorted(f["i"] for f in stored["features"]) == list(range(300))  # each once
+    assert stored["event_id"].is_unique
+    assert not list(store.journal_dir.glob("events-*"))
+
+
+def test_a_live_sibling_takes_over_the_journal_of_a_dead_worker(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'serving.db'}"
+    sibling = EventStore(url, flush_seconds=0.05, adopt_seconds=0.2)
+    try:
+        import subprocess
+        import sys
+
+        subprocess.run([sys.executable, "-c", CRASHING_WORKER, url, "50", "0"], timeout=120)
+        deadline = time.monotonic() + 10
+        while len(read_events(url)) < 50 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(read_events(url)) == 50
+        assert [p.name for p in sibling.journal_dir.glob("events-*.jsonl")] == [
+            sibling._journal.path.name  # only its own left
+        ]
+    finally:
+        sibling.close()
+
+
+def test_a_journal_rotates_once_shipped(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'serving.db'}"
+    store = EventStore(url, flush_seconds=0.02, rotate_bytes=2_000)
+    first = store._journal.path
+    for i in range(30):
+        store.record(event(i))
+        time.sleep(0.005)
+    deadline = time.monotonic() + 10
+    while store._journal.path == first and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for i in range(30, 40):
+        store.record(event(i))
+    store.close()
+    assert not first.exists()
+    stored = read_events(url)
+    assert sorted(f["AMT_CREDIT"] for f in stored["features"]) == [1000.0 + i for i in range(40)]
+
+
+def test_an_existing_events_table_gets_the_idempotency_key(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'serving.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # the table as the previous release made it
+        conn.execute(
+            sa.text(
+                "CREATE TABLE prediction_events (id INTEGER PRIMARY KEY, event_time DATETIME "
+                "NOT NULL, request_id VARCHAR(36) NOT NULL, endpoint VARCHAR(32) NOT NULL, "
+                "client_id VARCHAR(128), model_name VARCHAR(128) NOT NULL, model_version "
+                "VARCHAR(32) NOT NULL, features JSON NOT NULL, probability FLOAT NOT NULL, "
+                "decision VARCHAR(8) NOT NULL, threshold FLOAT NOT NULL)"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO prediction_events VALUES (1, '2026-01-01 00:00:00', 'r', 'predict', "
+                "NULL, 'm', '1', '{}', 0.1, 'accept', 0.5)"
+            )
+        )
+    engine.dispose()
+    store = EventStore(url, flush_seconds=0.05)
+    store.record(event(1))
+    store.close()
+    stored = read_events(url)
+    assert len(stored) == 2 and stored["event_id"].isna().tolist() == [True, False]
 
 
 def test_retention_purges_only_events_older_than_the_period(db_url: str):

@@ -1,22 +1,32 @@
-"""HTTP edges of the service: body limit (413), clear validation errors (422), OpenAPI.
+"""HTTP edges of the service: request ids, body limit (413), clear errors (422), OpenAPI.
 
 BentoML answers a pydantic validation error with HTTP 400 and a list of pydantic errors; this
 ASGI middleware turns it into the API's contract: HTTP 422 with, for each problem, the field
 path, the rule that failed and a message. Bodies above the configured size are refused with
-413 before any parsing. Every refusal is counted in a Prometheus counter by reason.
+413 before any parsing. Every request gets a request id (``X-Request-ID``, and ``request_id``
+in every body); every refusal is counted by reason and route template, and logged as one
+line at INFO: status, reason, route template, request id (no path, no body, no traceback).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+import logging
+import uuid
+from collections.abc import Callable
 from typing import Any
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from credit_scoring.serving.telemetry import (
+    REQUEST_ID,
+    ASGIApp,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    route_template,
+)
+
+logger = logging.getLogger("credit_scoring.serving")
 
 ERROR_SCHEMA: dict[str, Any] = {
     "title": "ApiError",
@@ -82,6 +92,15 @@ def _json_response(status: int, body: dict[str, Any]) -> tuple[Message, Message]
     return start, {"type": "http.response.body", "body": payload, "more_body": False}
 
 
+def _rule(body: dict[str, Any]) -> str:
+    """What was refused, for the log line: the failing rules by field (never the values)."""
+    problems = body.get("errors") or []
+    return ",".join(f"{p['field']}:{p['rule']}" for p in problems[:3]) or "-"
+
+
+Reject = Callable[[Scope, int, dict[str, Any]], None]
+
+
 class ApiGuard:
     """Pure ASGI middleware: cheap on the success path (no buffering of 2xx responses)."""
 
@@ -89,22 +108,30 @@ class ApiGuard:
         self,
         app: ASGIApp,
         max_body_bytes: int,
-        on_reject: Callable[[str], None] | None = None,
+        on_reject: Callable[[str, str], None] | None = None,
         extra_openapi: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
-        self.on_reject = on_reject or (lambda reason: None)
+        self.on_reject = on_reject or (lambda reason, endpoint: None)
         self.extra_openapi = extra_openapi
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        request_id = uuid.uuid4().hex
+        token = REQUEST_ID.set(request_id)
+        try:
+            await self._handle(scope, receive, _Responder(send, scope, request_id, self._refused))
+        finally:
+            REQUEST_ID.reset(token)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: _Responder) -> None:
         if scope["method"] == "POST":
             if not _is_json(scope):
-                await self._refuse(
-                    send, 415, "Send the body as JSON with `Content-Type: application/json`."
+                await send.refuse(
+                    415, "Send the body as JSON with `Content-Type: application/json`."
                 )
                 return
             body = await self._read_body(scope, receive, send)
@@ -114,9 +141,23 @@ class ApiGuard:
         if scope["path"] == "/docs.json" and self.extra_openapi is not None:
             await self._openapi(scope, receive, send)
             return
-        await self.app(scope, receive, _ErrorRewriter(send, self.on_reject))
+        await self.app(scope, receive, send)
 
-    async def _read_body(self, scope: Scope, receive: Receive, send: Send) -> bytes | None:
+    def _refused(self, scope: Scope, status: int, body: dict[str, Any]) -> None:
+        reason = REASONS.get(status, "client_error")
+        endpoint = route_template(scope)
+        self.on_reject(reason, endpoint)
+        logger.info(
+            "Refused %s %s: %d %s [%s] (request %s)",
+            scope.get("method"),
+            endpoint,
+            status,
+            reason,
+            _rule(body),
+            body.get("request_id"),
+        )
+
+    async def _read_body(self, scope: Scope, receive: Receive, send: _Responder) -> bytes | None:
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
@@ -140,19 +181,12 @@ class ApiGuard:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    async def _too_large(self, send: Send) -> None:
-        await self._refuse(
-            send,
+    async def _too_large(self, send: _Responder) -> None:
+        await send.refuse(
             413,
             f"The request body is larger than {self.max_body_bytes} bytes. Send fewer "
             "applications per request (see max_batch_size).",
         )
-
-    async def _refuse(self, send: Send, status: int, message: str) -> None:
-        self.on_reject(REASONS[status])
-        start, body = _json_response(status, {"error": message})
-        await send(start)
-        await send(body)
 
     async def _openapi(self, scope: Scope, receive: Receive, send: Send) -> None:
         captured: list[Message] = []
@@ -189,12 +223,16 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-class _ErrorRewriter:
-    """Pass 2xx/3xx through untouched; give every 4xx the API's error body."""
+class _Responder:
+    """The response side of a request: adds ``X-Request-ID``, passes 2xx/3xx through
+    untouched, and gives every 4xx the API's error body (with the request id)."""
 
-    def __init__(self, send: Send, on_reject: Callable[[str], None]) -> None:
+    def __init__(self, send: Send, scope: Scope, request_id: str, on_refused: Reject) -> None:
         self.send = send
-        self.on_reject = on_reject
+        self.scope = scope
+        self.request_id = request_id
+        self.header = (b"x-request-id", request_id.encode())
+        self.on_refused = on_refused
         self.status = 0
         self.chunks: list[bytes] = []
 
@@ -202,6 +240,7 @@ class _ErrorRewriter:
         if message["type"] == "http.response.start":
             self.status = message["status"]
             if not 400 <= self.status < 500:
+                message["headers"] = [*message.get("headers", ()), self.header]
                 await self.send(message)
             return
         if not 400 <= self.status < 500 or message["type"] != "http.response.body":
@@ -211,8 +250,15 @@ class _ErrorRewriter:
         if message.get("more_body", False):
             return
         status, body = self._rewrite(b"".join(self.chunks))
-        self.on_reject(REASONS.get(status, "client_error"))
+        await self.refuse(status, body)
+
+    async def refuse(self, status: int, body: str | dict[str, Any]) -> None:
+        """Answer a refusal: the error body, the request id, one log line, one count."""
+        body = {"error": body} if isinstance(body, str) else body
+        body["request_id"] = self.request_id
+        self.on_refused(self.scope, status, body)
         start, payload = _json_response(status, body)
+        start["headers"].append(self.header)
         await self.send(start)
         await self.send(payload)
 
@@ -229,5 +275,7 @@ class _ErrorRewriter:
             return 422, validation_error(body["detail"])
         if "error" not in body:
             body = {"error": str(body.get("detail") or body)}
+        if self.status == 404 and body["error"] == "Not Found":  # no route has this path
+            body["error"] = "No such route: the API's routes are listed at /docs (/docs.json)."
         body.pop("detail", None)
         return self.status, body

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,6 +39,17 @@ class ServingSettings(BaseSettings):
     event_batch_size: int = Field(500, ge=1, description="events written per transaction")
     event_flush_seconds: float = Field(
         0.2, gt=0, le=10, description="longest wait before a group of events is written"
+    )
+    event_journal_dir: str | None = Field(
+        None,
+        description="folder of the event journals (each answered decision is written there "
+        "before the response, then shipped to the database); default: `journal/` beside a "
+        "SQLite file, else a folder in the temp directory. In a container, a volume that "
+        "outlives the process (an emptyDir survives a container restart)",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO",
+        description="level of the service's own log (INFO: one line per refused request)",
     )
     freeze_gc: bool = Field(True, description="gc.freeze() after start-up (tail latency)")
     request_timeout_seconds: float = Field(
