@@ -172,6 +172,29 @@ def render(env: str | None = None) -> str:
     return HEADER + yaml.safe_dump(build_stages(env), sort_keys=False, width=100)
 
 
+def stale_dependencies(root: Path = PROJECT_ROOT) -> dict[str, list[str]]:
+    """Code and parameter dependencies that differ from ``dvc.lock``, by stage.
+
+    Only what is in the repository is checked (source folders, files, parameters): a
+    dependency that another stage produces is data, which a fresh clone does not have.
+    A stage missing from the lock counts as stale.
+    """
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        stages = list(repo.index.stages)
+        produced = {str(out.def_path) for stage in stages for out in stage.outs}
+        stale: dict[str, list[str]] = {}
+        for stage in stages:
+            for dep in stage.deps:
+                if str(dep.def_path) in produced:
+                    continue
+                for path, change in (dep.status() or {}).items():
+                    detail = ", ".join(change) if isinstance(change, dict) else str(change)
+                    stale.setdefault(stage.name, []).append(f"{path} ({detail})")
+        return stale
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default=None, help="Kedro configuration environment")

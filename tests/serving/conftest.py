@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import httpx
 import pandas as pd
 import pytest
 import yaml
@@ -121,3 +125,52 @@ def application(service_module: ModuleType, client_features: pd.DataFrame) -> di
 
     spec = service_module.SPEC
     return json_records(client_features.head(1), spec.request_columns())[0]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def bento(bento_model: str) -> str:
+    """`make build`'s second half: `bentoml build` of bentofile.yaml (the model is imported)."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from credit_scoring.packaging import build_bento; "
+            "print(build_bento(sys.argv[1]))",
+            bento_model,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    tag = result.stdout.strip().splitlines()[-1]
+    assert tag.startswith("credit_scoring:")
+    return tag
+
+
+def start_server(
+    command: list[str], env: dict[str, str], folder: Path, port: int
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start a server in its own process group; return it once /readyz answers 200."""
+    log = (folder / "serve.log").open("w")
+    process = subprocess.Popen(
+        command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return process, base
+        except httpx.HTTPError:
+            pass
+        assert process.poll() is None, (folder / "serve.log").read_text()[-3000:]
+        time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGKILL)
+    pytest.fail("the server was not ready in 180 s:\n" + (folder / "serve.log").read_text()[-3000:])

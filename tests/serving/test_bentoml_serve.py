@@ -6,7 +6,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,57 +17,9 @@ import httpx
 import pytest
 
 from credit_scoring.core.store import read_events
+from tests.serving.conftest import free_port, start_server
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def bento(bento_model: str) -> str:
-    """`make build`'s second half: `bentoml build` of bentofile.yaml (the model is imported)."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from credit_scoring.packaging import build_bento; "
-            "print(build_bento(sys.argv[1]))",
-            bento_model,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    tag = result.stdout.strip().splitlines()[-1]
-    assert tag.startswith("credit_scoring:")
-    return tag
-
-
-def start_server(
-    command: list[str], env: dict[str, str], folder: Path, port: int
-) -> tuple[subprocess.Popen[bytes], str]:
-    """Start a server in its own process group; return it once /readyz answers 200."""
-    log = (folder / "serve.log").open("w")
-    process = subprocess.Popen(
-        command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return process, base
-        except httpx.HTTPError:
-            pass
-        assert process.poll() is None, (folder / "serve.log").read_text()[-3000:]
-        time.sleep(0.5)
-    os.killpg(process.pid, signal.SIGKILL)
-    pytest.fail("the server was not ready in 180 s:\n" + (folder / "serve.log").read_text()[-3000:])
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +70,7 @@ def test_prometheus_metrics(server, application):
     )
     assert decisions >= 1
     assert re.search(
-        r'^credit_scoring_rejected_requests_total\{reason="invalid"\} [1-9]', text, re.M
+        r'^credit_scoring_rejected_requests_total\{endpoint="/predict",reason="invalid"\} [1-9]', text, re.M
     )
     assert re.search(r"^credit_scoring_predicted_probability_count \S+", text, re.M)
     assert re.search(r'^credit_scoring_model_info\{.*model_version="\d+".*\} 1\.0', text, re.M)
