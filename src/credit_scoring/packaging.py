@@ -147,27 +147,37 @@ def export_requirements(project_root: Path = PROJECT_ROOT) -> Path:
 def build_bento(model_tag: str, project_root: Path = PROJECT_ROOT) -> str:
     """``bentoml build`` of ``bentofile.yaml`` serving ``model_tag``; returns the bento tag.
 
-    The model's tag is written into the build context (``serving/packaged_model.txt``), so
-    the bento serves the model it was built with, whatever the model's registered name.
+    The model's tag is written into the build context (``serving/packaged_model.txt``) for
+    the build only, so the bento serves the model it was built with, whatever the model's
+    registered name; the source tree is left as it was (a test's build does not change what
+    a service started from source serves).
     """
     export_requirements(project_root)
-    (project_root / "src" / PACKAGED_MODEL_FILE).write_text(model_tag + "\n")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bentoml",
-            "build",
-            "--output",
-            "tag",
-            "-f",
-            str(project_root / "bentofile.yaml"),
-            str(project_root / "src"),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    packaged = project_root / "src" / PACKAGED_MODEL_FILE
+    previous = packaged.read_text() if packaged.exists() else None
+    packaged.write_text(model_tag + "\n")
+    try:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bentoml",
+                "build",
+                "--output",
+                "tag",
+                "-f",
+                str(project_root / "bentofile.yaml"),
+                str(project_root / "src"),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    finally:
+        if previous is None:
+            packaged.unlink(missing_ok=True)
+        else:
+            packaged.write_text(previous)
     tag = result.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
     logger.info("Built bento %s", tag)
     return tag

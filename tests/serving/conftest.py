@@ -7,6 +7,7 @@ real pipelines produced. BentoML's store is a temporary BENTOML_HOME (set in tes
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import signal
@@ -174,3 +175,28 @@ def start_server(
         time.sleep(0.5)
     os.killpg(process.pid, signal.SIGKILL)
     pytest.fail("the server was not ready in 180 s:\n" + (folder / "serve.log").read_text()[-3000:])
+
+
+def stop_server(process: subprocess.Popen[bytes], timeout: float = 60) -> int | None:
+    """SIGTERM to the server's process group; then SIGKILL to whatever of it is left
+    (workers a process manager restarted, event shippers): no process outlives a test."""
+    import psutil
+
+    try:
+        family = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        family = []
+    code = None
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            code = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+    else:
+        code = process.returncode
+    for child in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
+    return code

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from credit_scoring.core.store import read_events
-from tests.serving.conftest import free_port, start_server
+from tests.serving.conftest import free_port, start_server, stop_server
 
 pytestmark = pytest.mark.integration
 
@@ -41,8 +41,7 @@ def server(bento: str, trained_project: Path, tmp_path_factory) -> Iterator[dict
     )
     info = {"url": base, "db": url, "process": process, "log": folder / "serve.log"}
     yield info
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGKILL)
+    stop_server(process)
 
 
 def test_scoring_through_the_bentoml_client(server, application, client_features):
@@ -70,7 +69,9 @@ def test_prometheus_metrics(server, application):
     )
     assert decisions >= 1
     assert re.search(
-        r'^credit_scoring_rejected_requests_total\{endpoint="/predict",reason="invalid"\} [1-9]', text, re.M
+        r'^credit_scoring_rejected_requests_total\{endpoint="/predict",reason="invalid"\} [1-9]',
+        text,
+        re.M,
     )
     assert re.search(r"^credit_scoring_predicted_probability_count \S+", text, re.M)
     assert re.search(r'^credit_scoring_model_info\{.*model_version="\d+".*\} 1\.0', text, re.M)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import time
 from types import ModuleType
@@ -255,3 +256,52 @@ def test_finished_requests_are_released(service_module, http, application):
     timers = [o for o in gc.get_objects() if isinstance(o, asyncio.TimerHandle)]
     pending = [t for t in timers if not t.cancelled() and t.when() - now > timeout / 2]
     assert len(pending) < 10
+
+
+def test_the_request_id_is_in_the_header_the_body_and_the_event(http, application, serving_db):
+    single = http.post("/predict", json={"application": application})
+    batch = http.post("/predict_batch", json={"applications": [application, application]})
+    for response in (single, batch):
+        assert response.status_code == 200
+        assert response.headers["x-request-id"] == response.json()["request_id"]
+    wanted = {single.json()["request_id"]: 1, batch.json()["request_id"]: 2}
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        events = read_events(serving_db)
+        counts = events[events["request_id"].isin(wanted)]["request_id"].value_counts().to_dict()
+        if counts == wanted:
+            break
+        time.sleep(0.1)
+    assert counts == wanted  # one event per scored application, under the request's id
+
+
+def test_an_empty_batch_is_a_422_naming_the_field(http):
+    response = http.post("/predict_batch", json={"applications": []})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "applications"
+    assert response.json()["errors"][0]["rule"] == "too_short"
+
+
+def test_a_refusal_is_one_info_line_and_an_error_keeps_its_traceback(
+    http, application, service_module, monkeypatch, caplog
+):
+    caplog.set_level(logging.INFO, logger="credit_scoring")
+    refused = http.post("/predict", json={"application": {**application, "AMT_CREDIT": -1}})
+    assert refused.status_code == 422
+    lines = [r for r in caplog.records if refused.json()["request_id"] in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelno == logging.INFO and lines[0].exc_info is None
+    assert "Refused POST /predict: 422 invalid [application.AMT_CREDIT:greater_than_equal]" in (
+        lines[0].getMessage()
+    )
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+    def boom(self, record):
+        raise RuntimeError("the scorer failed")
+
+    monkeypatch.setattr(service_module.Scorer, "probability", boom)
+    caplog.clear()
+    failed = http.post("/predict", json={"application": application})
+    assert failed.status_code == 500
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is not None
+    assert errors[0].getMessage().startswith("Exception on /predict [POST]")

@@ -1,0 +1,157 @@
+"""The event shipper: one child process per API worker, shipping its journal to the database.
+
+Started by ``EventStore`` (``python -m credit_scoring.core.shipper``), not by hand. Every
+``flush_seconds`` it ships the new whole lines of its worker's journal; every
+``adopt_seconds`` it also ships, to their end, journals whose writer and shipper are both
+gone (a worker and its shipper killed together). The worker holds the write end of a pipe:
+end of file means the worker stopped (a clean stop writes one byte first), and the shipper
+ships what is left and exits. It ignores SIGTERM and SIGINT, which a terminal or a process
+manager sends to the whole process group: it stops when its worker has stopped, not before.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import select
+import signal
+import time
+from pathlib import Path
+
+from credit_scoring.core.store import (
+    JOURNAL_GLOB,
+    SHIPPER_URL_ENV,
+    Journal,
+    insert_rows,
+    make_engine,
+    ship_journal,
+)
+
+logger = logging.getLogger("credit_scoring.shipper")
+CLEAN_STOP = b"c"
+# Below the API in the CPU scheduler: under a load that saturates the cores, requests go
+# first and the database lags behind (the journal holds the backlog; it catches up after).
+NICENESS = 10
+
+
+class Shipper:
+    def __init__(self, folder: Path, owner: int, url: str, batch_size: int) -> None:
+        self.folder = folder
+        self.prefix = f"events-{owner}-"
+        self.engine = make_engine(url)
+        self.insert = insert_rows(self.engine)
+        self.batch_size = batch_size
+        self.live: dict[Path, Journal] = {}  # the worker's journals, open for reading
+        self.stale_seconds = 600.0
+
+    def tick(self, adopt: bool, worker_died: bool = False) -> bool:
+        """Ship what is new; True when nothing was left behind (every ship succeeded)."""
+        done = True
+        for path in sorted(self.folder.glob(JOURNAL_GLOB)):
+            mine = path.name.startswith(self.prefix)
+            if not (mine or adopt):
+                continue
+            journal = self.live.pop(path, None) or Journal.open(path)
+            if journal is None:
+                continue
+            if not mine and _alive(journal.owner()) and not _stale(path, self.stale_seconds):
+                journal.close()  # a live worker's journal (maybe rotated away): its own shipper's
+                continue
+            try:
+                state = journal.try_lock()
+                if state is None:  # shipped and removed by another shipper
+                    journal.close()
+                    continue
+                if state:  # its writer is gone: ship it to the end, remove it
+                    count = ship_journal(journal, self.insert, self.batch_size, complete=True)
+                    journal.remove()
+                    if not mine:
+                        logger.warning(
+                            "Shipped %d prediction event(s) left by a stopped worker (%s)",
+                            count,
+                            path.name,
+                        )
+                    elif worker_died and count:
+                        logger.warning(
+                            "Worker %s died: shipped the %d answered prediction event(s) it "
+                            "had not shipped yet",
+                            journal.owner(),
+                            count,
+                        )
+                    continue
+                if mine:
+                    ship_journal(journal, self.insert, self.batch_size)
+                    self.live[path] = journal
+                    continue
+            except Exception:  # the database may be down: the journal keeps the events
+                logger.exception("Shipping prediction events from %s failed", path.name)
+                done = False
+            journal.close()  # someone else's live journal, or one that failed: unlocked
+        return done
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stale(path: Path, seconds: float) -> bool:
+    """Not written for a long while: its pid may be alive only because it was reused."""
+    try:
+        return time.time() - path.stat().st_mtime > seconds
+    except FileNotFoundError:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--journal-dir", type=Path, required=True)
+    parser.add_argument("--control-fd", type=int, required=True)
+    parser.add_argument("--owner", type=int, required=True, help="pid of the worker")
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--flush-seconds", type=float, default=0.2)
+    parser.add_argument("--adopt-seconds", type=float, default=5.0)
+    args = parser.parse_args(argv)
+    os.nice(NICENESS)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s [%(levelname)s] [event-shipper:%(process)d] %(message)s",
+    )
+    url = os.environ.pop(SHIPPER_URL_ENV)
+    shipper = Shipper(args.journal_dir, args.owner, url, args.batch_size)
+    next_adoption = 0.0
+    while True:
+        readable, _, _ = select.select([args.control_fd], [], [], args.flush_seconds)
+        stopped = bool(readable)
+        died = stopped and os.read(args.control_fd, 1) != CLEAN_STOP
+        adopt = stopped or time.monotonic() >= next_adoption
+        if adopt:
+            next_adoption = time.monotonic() + args.adopt_seconds
+        done = shipper.tick(adopt, worker_died=died)
+        if not stopped:
+            continue
+        for attempt in range(3):  # the last events: a few more tries if the database failed
+            if done:
+                break
+            time.sleep(0.5 * (attempt + 1))
+            done = shipper.tick(adopt=True, worker_died=died)
+        if not done:
+            logger.error(
+                "Prediction events not yet in the database are kept in %s; the next start of "
+                "the service ships them",
+                args.journal_dir,
+            )
+        shipper.engine.dispose()
+        return 0 if done else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
