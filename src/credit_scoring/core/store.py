@@ -31,7 +31,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -158,6 +157,15 @@ def create_schema(engine: Engine) -> None:
                 f"ON {EVENTS_TABLE} (event_id)"
             )
         )
+
+
+def time_ordered_id() -> str:
+    """32 hex characters: nanoseconds since the epoch, then 64 random bits.
+
+    Unique like a UUID4, but ids made later sort later: an index on them grows at its end,
+    where a random id would touch a random page of it for every insert.
+    """
+    return f"{time.time_ns():016x}{os.urandom(8).hex()}"
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -318,7 +326,7 @@ class EventStore:
     @staticmethod
     def _row(e: dict[str, Any]) -> tuple[Any, ...]:
         return (
-            uuid.uuid4().hex,
+            time_ordered_id(),
             e["event_time"].isoformat(sep=" ", timespec="microseconds"),
             e["request_id"],
             e["endpoint"],

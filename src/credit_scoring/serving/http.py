@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from collections.abc import Callable
 from typing import Any
 
+from credit_scoring.core.store import time_ordered_id
 from credit_scoring.serving.telemetry import (
     REQUEST_ID,
     ASGIApp,
@@ -120,7 +120,7 @@ class ApiGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = uuid.uuid4().hex
+        request_id = time_ordered_id()
         token = REQUEST_ID.set(request_id)
         try:
             await self._handle(scope, receive, _Responder(send, scope, request_id, self._refused))

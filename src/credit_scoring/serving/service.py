@@ -11,7 +11,6 @@ from __future__ import annotations
 import gc
 import logging
 import re
-import uuid
 from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -26,7 +25,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from credit_scoring.core.spec import SPEC_FILE, ServingSpec
-from credit_scoring.core.store import ClientFeatureStore, EventStore, utc_now
+from credit_scoring.core.store import ClientFeatureStore, EventStore, time_ordered_id, utc_now
 from credit_scoring.serving import bentoml_fixes
 from credit_scoring.serving.http import ERROR_SCHEMA, ApiGuard
 from credit_scoring.serving.schemas import (
@@ -98,7 +97,7 @@ def _check_client_id(client_id: str | None) -> None:
 
 def _request_id() -> str:
     """The id the API guard gave this request (also in ``X-Request-ID`` and the event)."""
-    return REQUEST_ID.get() or uuid.uuid4().hex
+    return REQUEST_ID.get() or time_ordered_id()
 
 
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
