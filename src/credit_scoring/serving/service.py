@@ -196,7 +196,8 @@ def _client_routes(cls: Any) -> Any:
     # Telemetry records route templates only (see telemetry.py). BentoML's access log and its
     # OpenTelemetry spans carry the raw path (a client's pseudonym): the access log is off,
     # and so is tracing, whose spans nobody exported (no exporter is configured) and which
-    # cost ~40% of the throughput of /predict (docs/benchmarks.md).
+    # cost ~40% of the throughput of /predict (docs/benchmarks.md). Before turning tracing on,
+    # add a span processor that replaces the path (span name, http.target) by the template.
     logging={"access": {"enabled": False}},
     tracing={"excluded_urls": ["/"]},
 )
