@@ -104,7 +104,15 @@ def _error(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
 
 
-async def _client_route(request: Request) -> JSONResponse:
+async def _client_score(request: Request) -> JSONResponse:
+    return await _client_route(request, "score")
+
+
+async def _client_explain(request: Request) -> JSONResponse:
+    return await _client_route(request, "explain")
+
+
+async def _client_route(request: Request, action: str) -> JSONResponse:
     client_id = request.path_params["client_id"]
     if not re.fullmatch(CLIENT_ID_PATTERN, client_id):
         return _error(
@@ -122,7 +130,7 @@ async def _client_route(request: Request) -> JSONResponse:
             "score the application with POST /predict.",
         )
     body: Prediction
-    if request.url.path.endswith("/explain"):
+    if action == "explain":
         body = service.explain_record(record, "clients_explain", client_id)
     else:
         body = service.score_record(record, "clients_score", client_id)
@@ -131,8 +139,8 @@ async def _client_route(request: Request) -> JSONResponse:
 
 clients_app = Starlette(
     routes=[
-        Route("/{client_id}/score", _client_route, methods=["GET"]),
-        Route("/{client_id}/explain", _client_route, methods=["GET"]),
+        Route("/{client_id}/score", _client_score, methods=["GET"]),
+        Route("/{client_id}/explain", _client_explain, methods=["GET"]),
     ]
 )
 

@@ -152,7 +152,27 @@ class RouteMetrics:
             "service_version": server_context.bento_version,
             "runner_name": server_context.service_name,
         }
+        self.last_request_child = self.last_request.labels(**self.service)
+        # labelled children, bound once: keys are (route template, status), a bounded set
+        self._finished: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self._running: dict[str, Any] = {}
         self._ready = True
+
+    def _finished_children(self, endpoint: str, status: int) -> tuple[Any, Any]:
+        children = self._finished.get((endpoint, status))
+        if children is None:
+            labels = {"endpoint": endpoint, "http_response_code": status, **self.service}
+            children = (self.total.labels(**labels), self.duration.labels(**labels))
+            self._finished[(endpoint, status)] = children
+        return children
+
+    def _running_child(self, endpoint: str) -> Any:
+        child = self._running.get(endpoint)
+        if child is None:
+            child = self._running[endpoint] = self.in_progress.labels(
+                endpoint=endpoint, **self.service
+            )
+        return child
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] == "/metrics":
@@ -162,7 +182,7 @@ class RouteMetrics:
             self._setup()
         endpoint = route_template(scope)
         if not scope["path"].startswith(self.skip_paths):
-            self.last_request.labels(**self.service).set_to_current_time()
+            self.last_request_child.set_to_current_time()
         start = default_timer()
         status = 0
 
@@ -171,12 +191,12 @@ class RouteMetrics:
             if message["type"] == "http.response.start":
                 status = message["status"]
             elif message["type"] == "http.response.body" and not message.get("more_body"):
-                labels = {"endpoint": endpoint, "http_response_code": status, **self.service}
-                self.total.labels(**labels).inc()
-                self.duration.labels(**labels).observe(max(default_timer() - start, 0.0))
+                total, duration = self._finished_children(endpoint, status)
+                total.inc()
+                duration.observe(max(default_timer() - start, 0.0))
             await send(message)
 
-        gauge = self.in_progress.labels(endpoint=endpoint, **self.service)
+        gauge = self._running_child(endpoint)
         gauge.inc()
         try:
             await self.app(scope, receive, timed_send)
