@@ -93,6 +93,7 @@ CONFIG_LOADER_ARGS: dict[str, Any] = {
 def section_models() -> dict[str, type[BaseModel]]:
     """Top-level parameter key -> its model (imported lazily: training modules are heavy)."""
     from credit_scoring.modeling import DataScienceParams
+    from credit_scoring.monitoring.params import MonitoringParams
     from credit_scoring.pipelines.data_ingestion.nodes import IngestionParams
 
     return {
@@ -101,6 +102,7 @@ def section_models() -> dict[str, type[BaseModel]]:
         "data_processing": ProcessingParams,
         "data_science": DataScienceParams,
         "serving": ServingConfig,
+        "monitoring": MonitoringParams,
     }
 
 

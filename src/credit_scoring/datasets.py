@@ -47,3 +47,21 @@ class ClientFeatureStoreDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
 
     def _describe(self) -> dict[str, Any]:
         return {"url": self._url.split("@")[-1]}  # never log credentials
+
+
+class DatabaseURLDataset(AbstractDataset[str, str]):
+    """A database's SQLAlchemy URL, for nodes that query it themselves (e.g. a window of
+    prediction events). Read-only; its description never shows credentials."""
+
+    def __init__(self, url: str, metadata: dict[str, Any] | None = None) -> None:
+        self._url = url
+        self.metadata = metadata
+
+    def load(self) -> str:
+        return self._url
+
+    def save(self, data: str) -> None:
+        raise NotImplementedError("the database URL is configuration, not a pipeline output")
+
+    def _describe(self) -> dict[str, Any]:
+        return {"url": self._url.split("@")[-1]}

@@ -106,6 +106,12 @@ class SelectionParams(_Strict):
 class RegistryParams(_Strict):
     model_name: str = "credit_scoring"
     auc_tolerance: float = Field(0.005, ge=0)
+    reference_rows: int = Field(
+        20_000,
+        ge=100,
+        description="held-out rows (model features + score) logged with the version as the "
+        "reference the monitoring pipeline compares production traffic with",
+    )
 
 
 class DataScienceParams(_Strict):

@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 CHAMPION, CHALLENGER = "champion", "challenger"
 # Logged in the training run next to the model: what the scoring API is built from.
 SERVING_ARTIFACTS = "serving"
+# ... and what the monitoring pipeline compares production traffic with (this version's own).
+REFERENCE_ARTIFACT = "monitoring/reference.parquet"
+SCORE_COLUMN = "score"
 # Types a scikit-learn model of this project may hold, beyond those skops trusts by default.
 SKOPS_TRUSTED_TYPES = [
     "sklearn.compose._column_transformer._RemainderColsList",
@@ -159,6 +162,26 @@ def log_model(model: TrainedModel, example: pd.DataFrame, registered_name: str) 
         metadata=_metadata(model),
         pyfunc_predict_fn="predict_proba",
     )
+
+
+def log_reference(
+    model: TrainedModel, held_out: pd.DataFrame, rows: int, seed: int
+) -> pd.DataFrame:
+    """Log the monitoring reference of this version, in the active run: a sample of rows the
+    model did not learn from (validation and test), as the model saw them (processed
+    features), with the model's score. Training rows would not do for the score: the model
+    scores the rows it learned from more confidently than any new applicant."""
+    import tempfile
+    from pathlib import Path
+
+    sample = held_out.sample(rows, random_state=seed) if len(held_out) > rows else held_out
+    reference = sample[model.features].copy()
+    reference[SCORE_COLUMN] = model.predict_proba(sample)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / Path(REFERENCE_ARTIFACT).name
+        reference.reset_index(drop=True).to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), str(Path(REFERENCE_ARTIFACT).parent))
+    return reference
 
 
 class _BoosterAsClassifier:

@@ -37,6 +37,7 @@ from credit_scoring.registry import (
     decide,
     decision_report,
     log_model,
+    log_reference,
     record_decision,
     score_champion,
 )
@@ -501,6 +502,12 @@ def register_model(
         f"{SERVING_ARTIFACTS}/data_processing.json",
     )
     mlflow.log_dict(outlier_bounds, f"{SERVING_ARTIFACTS}/outlier_bounds.json")
+    log_reference(
+        selected,
+        pd.concat([validation, test], ignore_index=True),
+        settings.registry.reference_rows,
+        settings.random_state,
+    )
     champion, champion_version, problem = score_champion(
         client, name, test, target, settings.cost, settings.fbeta_beta
     )

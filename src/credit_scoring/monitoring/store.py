@@ -1,0 +1,196 @@
+"""What the monitoring loop reads and writes in the serving database (SQLite or PostgreSQL).
+
+- ``loan_outcomes``: the delayed labels. A loan's outcome is known months after its decision;
+  a file of outcomes (keyed by the request id the API returned, or by the pseudonymised client
+  id, with the date the outcome was observed) is loaded by ``python -m
+  credit_scoring.monitoring.outcomes FILE`` and joined with the prediction events here.
+- ``read_window``: the prediction events of one model version in a window (the last N events
+  and/or the last T hours), with their outcome where it is known.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from credit_scoring.core.store import create_schema, events_table, make_engine, utc_now
+
+OUTCOMES_TABLE = "loan_outcomes"
+
+metadata = sa.MetaData()
+outcomes_table = sa.Table(
+    OUTCOMES_TABLE,
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("request_id", sa.String(36), nullable=True, comment="the API's request_id"),
+    sa.Column("client_id", sa.String(128), nullable=True, comment="pseudonym, never a raw id"),
+    sa.Column("observed_at", sa.DateTime(), nullable=False, comment="when the outcome was known"),
+    sa.Column("defaulted", sa.SmallInteger(), nullable=False, comment="1 = the loan defaulted"),
+    sa.Column("loaded_at", sa.DateTime(), nullable=False),
+    sa.CheckConstraint("defaulted IN (0, 1)", name="ck_loan_outcomes_defaulted"),
+    sa.CheckConstraint(
+        "request_id IS NOT NULL OR client_id IS NOT NULL", name="ck_loan_outcomes_key"
+    ),
+    # one outcome per request, and per client and date: loading a file twice adds nothing
+    sa.Index("uq_loan_outcomes_request_id", "request_id", unique=True),
+    sa.Index("uq_loan_outcomes_client_observed", "client_id", "observed_at", unique=True),
+)
+OUTCOME_COLUMNS = ["request_id", "client_id", "observed_at", "defaulted"]
+
+
+def create_outcomes_table(engine: Engine) -> None:
+    metadata.create_all(engine, tables=[outcomes_table], checkfirst=True)
+
+
+def insert_outcomes(url: str, rows: list[dict[str, Any]]) -> int:
+    """Insert validated outcomes in one transaction; returns how many were new.
+
+    An outcome already stored (same request id, or same client and date) is kept as it is:
+    a file loaded twice, or two overlapping files, change nothing.
+    """
+    engine = make_engine(url)
+    try:
+        create_outcomes_table(engine)
+        loaded_at = utc_now()
+        marker = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+        sql = (
+            f"INSERT INTO {OUTCOMES_TABLE} ({', '.join(OUTCOME_COLUMNS)}, loaded_at) "
+            f"VALUES ({', '.join([marker] * (len(OUTCOME_COLUMNS) + 1))}) ON CONFLICT DO NOTHING"
+        )
+        params = [(*(row[c] for c in OUTCOME_COLUMNS), loaded_at) for row in rows]
+        with engine.begin() as conn:
+            before = conn.execute(sa.select(sa.func.count()).select_from(outcomes_table)).scalar()
+            if params:
+                conn.exec_driver_sql(sql, params)
+            after = conn.execute(sa.select(sa.func.count()).select_from(outcomes_table)).scalar()
+        return int(after or 0) - int(before or 0)
+    finally:
+        engine.dispose()
+
+
+@dataclass(frozen=True)
+class Window:
+    """Which events to monitor: the newest ``last_events`` of the model version (None = the
+    version of the newest event), no older than ``last_hours`` (None = no age limit)."""
+
+    last_events: int | None = 5000
+    last_hours: float | None = None
+    model_version: str | None = None
+
+
+EVENT_COLUMNS = ["event_id", "request_id", "event_time", "client_id", "model_name"]
+
+
+def read_window(url: str, model_name: str, window: Window) -> pd.DataFrame:
+    """The events of the window, oldest first: one column per feature the API received, then
+    ``probability``, ``decision``, ``threshold``, ``model_version`` and ``defaulted`` (the
+    outcome, NaN where it is not known yet). Empty if there are no events."""
+    engine = make_engine(url)
+    try:
+        create_schema(engine)
+        create_outcomes_table(engine)
+        e = events_table.c
+        with engine.connect() as conn:
+            version = window.model_version
+            if version is None:
+                version = conn.execute(
+                    sa.select(e.model_version)
+                    .where(e.model_name == model_name)
+                    .order_by(e.id.desc())
+                    .limit(1)
+                ).scalar()
+            if version is None:
+                return pd.DataFrame()
+            query = sa.select(
+                e.event_id,
+                e.request_id,
+                e.event_time,
+                e.client_id,
+                e.model_version,
+                e.features,
+                e.probability,
+                e.decision,
+                e.threshold,
+            ).where(e.model_name == model_name, e.model_version == str(version))
+            if window.last_hours is not None:
+                since = utc_now() - timedelta(hours=window.last_hours)
+                query = query.where(e.event_time >= since)
+            query = query.order_by(e.id.desc())
+            if window.last_events is not None:
+                query = query.limit(window.last_events)
+            rows = list(conn.execute(query).all())
+            outcomes = pd.DataFrame(
+                conn.execute(
+                    sa.select(
+                        outcomes_table.c.request_id,
+                        outcomes_table.c.client_id,
+                        outcomes_table.c.observed_at,
+                        outcomes_table.c.defaulted,
+                    )
+                ).all(),
+                columns=["request_id", "client_id", "observed_at", "defaulted"],
+            )
+    finally:
+        engine.dispose()
+    if not rows:
+        return pd.DataFrame()
+    rows.reverse()
+    meta = pd.DataFrame(
+        [r[:5] + r[6:] for r in rows],
+        columns=[
+            "event_id",
+            "request_id",
+            "event_time",
+            "client_id",
+            "model_version",
+            "probability",
+            "decision",
+            "threshold",
+        ],
+    )
+    features = pd.DataFrame.from_records([r[5] for r in rows])
+    frame = pd.concat(
+        [features, meta.drop(columns=features.columns.intersection(meta.columns))], axis=1
+    )
+    frame["defaulted"] = join_outcomes(frame, outcomes)
+    return frame
+
+
+def join_outcomes(events: pd.DataFrame, outcomes: pd.DataFrame) -> pd.Series:
+    """Each event's outcome: by its request id, else by its client's first outcome observed
+    after the decision. NaN where none is known."""
+    result = pd.Series(float("nan"), index=events.index)
+    if outcomes.empty:
+        return result
+    by_request = outcomes.dropna(subset=["request_id"]).drop_duplicates("request_id")
+    mapped = events["request_id"].map(by_request.set_index("request_id")["defaulted"])
+    result = mapped.astype(float)
+    by_client = outcomes.dropna(subset=["client_id"])
+    todo = result.isna() & events["client_id"].notna()
+    if todo.any() and not by_client.empty:
+        left = events.loc[todo, ["client_id", "event_time"]].reset_index()
+        left["event_time"] = pd.to_datetime(left["event_time"])
+        right = by_client[["client_id", "observed_at", "defaulted"]].copy()
+        right["observed_at"] = pd.to_datetime(right["observed_at"])
+        merged = pd.merge_asof(
+            left.sort_values("event_time"),
+            right.sort_values("observed_at"),
+            left_on="event_time",
+            right_on="observed_at",
+            by="client_id",
+            direction="forward",
+        )
+        result.loc[merged["index"].to_numpy()] = merged["defaulted"].astype(float).to_numpy()
+    return result
+
+
+def parse_time(value: str | datetime) -> datetime:
+    stamp = pd.Timestamp(value)
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    return stamp.to_pydatetime()
