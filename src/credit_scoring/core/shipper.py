@@ -17,7 +17,9 @@ import os
 import select
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from credit_scoring.core.store import (
     JOURNAL_GLOB,
@@ -35,12 +37,33 @@ CLEAN_STOP = b"c"
 NICENESS = 10
 
 
+def _counted(
+    insert: Callable[[list[tuple[Any, ...]]], None],
+) -> Callable[[list[tuple[Any, ...]]], None]:
+    """Count the stored events where the service's metrics are collected (the Prometheus
+    multiprocess folder that BentoML gives its workers, inherited by their shippers)."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return insert
+    from prometheus_client import Counter
+
+    stored = Counter(
+        "credit_scoring_events_stored",
+        "Prediction events shipped from the journals to the database",
+    )
+
+    def counted(rows: list[tuple[Any, ...]]) -> None:
+        insert(rows)
+        stored.inc(len(rows))
+
+    return counted
+
+
 class Shipper:
     def __init__(self, folder: Path, owner: int, url: str, batch_size: int) -> None:
         self.folder = folder
         self.prefix = f"events-{owner}-"
         self.engine = make_engine(url)
-        self.insert = insert_rows(self.engine)
+        self.insert = _counted(insert_rows(self.engine))
         self.batch_size = batch_size
         self.live: dict[Path, Journal] = {}  # the worker's journals, open for reading
         self.stale_seconds = 600.0

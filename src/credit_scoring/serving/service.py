@@ -71,6 +71,11 @@ REJECTED = bentoml.metrics.Counter(
     "and route template (`other` for a path that matches no route)",
     labelnames=["reason", "endpoint"],
 )
+JOURNALED = bentoml.metrics.Counter(
+    name="credit_scoring_events_journaled",
+    documentation="Prediction events written to the worker's journal (before the response); "
+    "minus credit_scoring_events_stored_total: the events not in the database yet",
+)
 MODEL_INFO = bentoml.metrics.Gauge(
     name="credit_scoring_model_info",
     documentation="The model being served (value 1), labelled with its registry version",
@@ -293,6 +298,7 @@ class CreditScoring:
             events.append(self._event("predict_batch", request_id, None, record, score, decision))
         if self.events is not None:
             self.events.record_many(events)
+            JOURNALED.inc(len(events))
         return BatchPrediction(predictions=items, **self._about(request_id))
 
     @bentoml.api(route="/explain")
@@ -317,6 +323,7 @@ class CreditScoring:
             self.events.record(
                 self._event(endpoint, request_id, client_id, record, probability, decision)
             )
+            JOURNALED.inc()
         return Prediction(probability=probability, decision=decision, **self._about(request_id))
 
     def explain_record(
@@ -329,6 +336,7 @@ class CreditScoring:
             self.events.record(
                 self._event(endpoint, request_id, client_id, record, result.probability, decision)
             )
+            JOURNALED.inc()
         return Explanation(
             probability=result.probability,
             decision=decision,
