@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from credit_scoring.project_config import PROJECT_ROOT, project_parameters
 from credit_scoring.sandbox import make_project_copy
@@ -53,3 +56,50 @@ def raw_tables() -> dict[str, pd.DataFrame]:
 def project_copy(tmp_path: Path) -> Path:
     """A throw-away copy of the project's configuration, to run `kedro run` against."""
     return make_project_copy(tmp_path)
+
+
+# --- databases: a SQLite file and a fresh schema of the real PostgreSQL ---------------------
+
+POSTGRES_URL = os.environ.get(
+    "CREDIT_SCORING_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def postgres_schema_url() -> Iterator[str]:
+    """A fresh schema in the test database, dropped afterwards."""
+    engine = sa.create_engine(POSTGRES_URL)
+    try:
+        with engine.begin() as conn:
+            schema = f"t_{uuid.uuid4().hex[:12]}"
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    except sa.exc.OperationalError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required in CI at {POSTGRES_URL}: {exc}")
+        pytest.skip(f"no PostgreSQL at {POSTGRES_URL}")
+    try:
+        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'serving.db'}"
+    else:
+        yield from postgres_schema_url()
+
+
+def require_binary(name: str) -> str:
+    """The path of a program the test needs: a skip locally, a failure in CI."""
+    import shutil
+
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (Debian packages: see .ci/run)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
