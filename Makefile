@@ -13,6 +13,7 @@ export DO_NOT_TRACK := 1
 export BENTOML_DO_NOT_TRACK := True
 export KEDRO_DISABLE_TELEMETRY := 1
 
+.PHONY: monitor simulate-traffic simulate-drift simulate-outcomes load-outcomes trigger dashboards monitoring-demo bench-monitoring
 .PHONY: help bootstrap dvc-stages bench-footprint data data-home-credit data-drift run test test-fast lint format ui viz repro dvc-push clean bench-processing bench-training build serve purge-events bench-serving
 
 help: ## List the targets
@@ -93,3 +94,36 @@ bench-footprint: bootstrap ## The bento's installed size and cold start vs the f
 bench-serving: bootstrap ## /predict vs mlflow models serve vs a bare ASGI app, with wrk (~5 min)
 	@command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk"; exit 1; }
 	$(RUN) python bench/serving.py
+
+# --- monitoring -------------------------------------------------------------------------
+SERVICE_URL ?= http://127.0.0.1:3000
+REQUESTS ?= 2000
+
+monitor: bootstrap ## Drift + labelled performance of the served model (kedro pipeline `monitoring`)
+	$(RUN) kedro run --pipelines monitoring
+
+simulate-traffic: bootstrap ## Send REQUESTS normal applications to the running service (SERVICE_URL)
+	$(RUN) python -m credit_scoring.monitoring.simulate traffic --url $(SERVICE_URL) --requests $(REQUESTS)
+
+simulate-drift: bootstrap ## Send REQUESTS applications of the drifted population to the running service
+	$(RUN) python -m credit_scoring.monitoring.simulate traffic --url $(SERVICE_URL) --requests $(REQUESTS) --drift
+
+simulate-outcomes: bootstrap ## Write and load the true outcomes of the simulated requests (delayed labels)
+	$(RUN) python -m credit_scoring.monitoring.simulate outcomes
+
+load-outcomes: bootstrap ## Load an outcome file: make load-outcomes FILE=outcomes.csv
+	@test -n "$(FILE)" || { echo "usage: make load-outcomes FILE=path/to/outcomes.csv"; exit 2; }
+	$(RUN) python -m credit_scoring.monitoring.outcomes $(FILE)
+
+trigger: bootstrap ## Run the retrain trigger on 127.0.0.1:8095 (Alertmanager's webhook receiver)
+	$(RUN) python -m credit_scoring.monitoring.trigger --host 127.0.0.1 --port $${TRIGGER_PORT:-8095}
+
+dashboards: bootstrap ## Regenerate monitoring/grafana/dashboards/*.json from the code
+	$(RUN) python -m credit_scoring.monitoring.dashboards
+
+monitoring-demo: bootstrap ## The whole loop on loopback, narrated: drift -> alert -> retraining -> new model (~5 min)
+	@command -v prometheus >/dev/null || { echo "needs Debian's prometheus, prometheus-alertmanager, prometheus-pushgateway (apt-get install ...)"; exit 2; }
+	UV="$(UV)" $(RUN) python -m credit_scoring.monitoring.demo
+
+bench-monitoring: bootstrap ## Monitoring pipeline vs Evidently alone: 100k events from PostgreSQL vs 300k reference
+	$(RUN) python bench/monitoring.py

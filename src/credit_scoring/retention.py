@@ -1,9 +1,10 @@
-"""Delete prediction events older than the retention period (GDPR storage limitation).
+"""Delete prediction events and loan outcomes older than the retention period (GDPR
+storage limitation).
 
 ``python -m credit_scoring.retention`` (``make purge-events``) reads
 ``serving.events.retention_days`` from the project's parameters, or ``--days``, and the
 database from ``CREDIT_SCORING_DATABASE_URL``. Run it daily (a cron job or a Kubernetes
-CronJob); it prints how many events it deleted.
+CronJob); it prints how many events and outcomes it deleted.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 
 from credit_scoring.core.spec import ServingConfig
 from credit_scoring.core.store import database_url, purge_events
+from credit_scoring.monitoring.store import purge_outcomes
 from credit_scoring.project_config import PROJECT_ROOT, project_parameters
 
 logger = logging.getLogger(__name__)
@@ -29,8 +31,12 @@ def main(argv: list[str] | None = None) -> int:
         days = serving.events.retention_days
     url = database_url(PROJECT_ROOT)
     deleted = purge_events(url, days)
-    print(f"Deleted {deleted} prediction event(s) older than {days} day(s).")
-    return deleted
+    outcomes = purge_outcomes(url, days)
+    print(
+        f"Deleted {deleted} prediction event(s) and {outcomes} loan outcome(s) older than "
+        f"{days} day(s)."
+    )
+    return deleted + outcomes
 
 
 if __name__ == "__main__":

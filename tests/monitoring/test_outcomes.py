@@ -122,3 +122,18 @@ def test_an_outcome_observed_before_the_decision_does_not_label_it() -> None:
         }
     )
     assert join_outcomes(events, outcomes).isna().all()
+
+
+def test_retention_deletes_old_outcomes_only(tmp_path: Path, db_url: str) -> None:
+    from credit_scoring.monitoring.store import purge_outcomes
+
+    old = (utc_now() - pd.Timedelta(days=400)).date().isoformat()
+    recent = (utc_now() - pd.Timedelta(days=10)).date().isoformat()
+    path = write(
+        tmp_path / "o.csv",
+        f"request_id,observed_at,defaulted\nr-old-0001,{old},1\nr-new-0001,{recent},0\n",
+    )
+    assert load_file(path, db_url) == (2, 2)
+    assert purge_outcomes(db_url, 365) == 1
+    assert purge_outcomes(db_url, 365) == 0
+    assert load_file(path, db_url) == (2, 1)  # the old one is gone; the recent one stays

@@ -141,6 +141,25 @@ def test_a_storm_of_concurrent_deliveries_starts_one_retraining(db_url: str) -> 
     assert len(results) == 40
 
 
+def test_a_storm_of_the_same_alert_is_all_duplicates_but_one(db_url: str) -> None:
+    """Losers of the race see the winner's fingerprints at once (stored with the claim),
+    before the winner has written its decision."""
+    stores = [DecisionStore(db_url) for _ in range(4)]
+    results: list[str] = []
+    barrier = threading.Barrier(24)
+
+    def deliver(i: int) -> None:
+        barrier.wait()
+        results.append(stores[i % 4].claim("credit_scoring", ["abc"], timedelta(hours=1)).decision)
+
+    threads = [threading.Thread(target=deliver, args=(i,)) for i in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert Counter(results) == {"started": 1, "duplicate": 23}
+
+
 def test_refusals_are_4xx_with_the_reason_and_start_nothing(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     backend = FakeBackend()

@@ -40,6 +40,7 @@ state_table = sa.Table(
     sa.Column("model_name", sa.String(128), primary_key=True),
     sa.Column("last_started_at", sa.DateTime(), nullable=True),
     sa.Column("retrain_id", sa.String(32), nullable=True),
+    sa.Column("fingerprints", sa.String(2000), nullable=True, comment="of the alerts that won"),
 )
 runs_table = sa.Table(
     "retrain_runs",
@@ -98,18 +99,25 @@ class DecisionStore:
                     s.model_name == model_name,
                     sa.or_(s.last_started_at.is_(None), s.last_started_at < now - cooldown),
                 )
-                .values(last_started_at=now, retrain_id=retrain_id)
+                .values(
+                    last_started_at=now, retrain_id=retrain_id, fingerprints=",".join(fingerprints)
+                )
             ).rowcount
             if won == 1:
                 return Claim(
                     "started", retrain_id, f"no retraining of {model_name} since {cooldown}"
                 )
             row = conn.execute(
-                sa.select(s.last_started_at, s.retrain_id).where(s.model_name == model_name)
+                sa.select(s.last_started_at, s.retrain_id, s.fingerprints).where(
+                    s.model_name == model_name
+                )
             ).one()
-        started_at, current = row
+        started_at, current, winners = row
         until = (started_at + cooldown).isoformat(timespec="seconds")
-        if self._started_by(current, fingerprints):
+        # the same alerts as the ones that started it (written with the claim, atomically),
+        # or as any delivery that was already called a duplicate of it
+        same = bool(set((winners or "").split(",")) & set(fingerprints))
+        if same or self._started_by(current, fingerprints):
             return Claim(
                 "duplicate",
                 current,

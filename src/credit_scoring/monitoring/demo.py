@@ -267,6 +267,9 @@ class Demo:
             [
                 "prometheus-pushgateway",
                 f"--web.listen-address=127.0.0.1:{self.ports['pushgateway']}",
+                # its own file: Debian's default (/var/lib/prometheus/pushgateway.data) is shared
+                # by every Pushgateway started on the machine, and would bring back old numbers
+                f"--persistence.file={data / 'pushgateway.data'}",
             ],
         )
         self.spawn(

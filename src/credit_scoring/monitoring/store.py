@@ -189,6 +189,23 @@ def join_outcomes(events: pd.DataFrame, outcomes: pd.DataFrame) -> pd.Series:
     return result
 
 
+def purge_outcomes(url: str, older_than_days: int, now: datetime | None = None) -> int:
+    """Delete outcomes observed before the retention period; returns how many."""
+    if older_than_days < 1:
+        raise ValueError(f"retention_days must be at least 1 (got {older_than_days})")
+    cutoff = (now or utc_now()).replace(tzinfo=None) - timedelta(days=older_than_days)
+    engine = make_engine(url)
+    try:
+        create_outcomes_table(engine)
+        with engine.begin() as conn:
+            result = conn.execute(
+                outcomes_table.delete().where(outcomes_table.c.observed_at < cutoff)
+            )
+        return int(result.rowcount or 0)
+    finally:
+        engine.dispose()
+
+
 def parse_time(value: str | datetime) -> datetime:
     stamp = pd.Timestamp(value)
     if stamp.tzinfo is not None:

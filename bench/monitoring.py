@@ -1,0 +1,246 @@
+"""The monitoring pipeline at Home Credit size vs Evidently's own report on the same frames.
+
+In a throw-away project (a small training run provides a real registered model version):
+  1. a reference of 300,000 applications (the generator's normal population, processed as
+     the model sees them, with the model's scores) is logged as that version's reference;
+  2. 100,000 prediction events of the drifted population are written to a fresh schema of
+     the real PostgreSQL (CREDIT_SCORING_BENCH_POSTGRES_URL, default the local `test`
+     database);
+  3. measured in the same run:
+     - `kedro run --pipelines monitoring` (in its own process: start-up, the window read from
+       PostgreSQL, the version's reference from MLflow, processing, Evidently, the HTML
+       report, MLflow logging): wall time and peak memory (max RSS);
+     - the peer: Evidently's report alone (``Report.run``, same metrics and methods) on the
+       same two frames already in memory.
+Targets: pipeline <= 1.5x Evidently alone, peak memory <= 2 GiB.
+Writes bench/results/monitoring.json.
+
+    uv run python bench/monitoring.py [--reference 300000] [--events 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import sqlalchemy as sa
+import yaml
+
+from credit_scoring.core.store import EventStore, create_schema, insert_rows, make_engine, utc_now
+from credit_scoring.monitoring.drift import SCORE, DriftParams, prepare
+from credit_scoring.monitoring.params import MonitoringParams
+from credit_scoring.monitoring.simulate import population
+from credit_scoring.pipelines.monitoring.nodes import fetch_reference, processed_features
+from credit_scoring.project_config import PROJECT_ROOT
+from credit_scoring.registry import REFERENCE_ARTIFACT, load_model
+from credit_scoring.sandbox import kedro_run, make_project_copy
+from credit_scoring.synthetic import main as generate_main
+
+RESULTS = PROJECT_ROOT / "bench" / "results" / "monitoring.json"
+POSTGRES_URL = os.environ.get(
+    "CREDIT_SCORING_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def train_small(root: Path) -> None:
+    path = root / "conf/base/parameters_data_science.yml"
+    params = yaml.safe_load(path.read_text())
+    params["data_science"]["candidates"].pop("logistic_regression", None)
+    params["data_science"]["candidates"]["lightgbm"]["search"]["n_trials"] = 3
+    params["data_science"]["explanations"]["sample_size"] = 200
+    path.write_text(yaml.safe_dump(params))
+    generate_main(["--n-applications", "5000", "--output-dir", str(root / "data/01_raw")])
+    kedro_run(root, check=True, timeout=1800)
+
+
+def log_big_reference(root: Path, rows: int) -> pd.DataFrame:
+    """Replace the version's logged reference by one of ``rows`` applications."""
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    model = load_model("models:/credit_scoring/1")
+    window = pd.DataFrame.from_records(population(root, rows, seed=11, drift=False)[0])
+    reference = fetch_reference(window.assign(model_version="1"), MonitoringParams())
+    processed = processed_features(window, reference)
+    frame = processed[model.features].copy()
+    frame[SCORE] = model.predict_proba(processed)
+    run_id = mlflow.MlflowClient().get_model_version("credit_scoring", "1").run_id
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / Path(REFERENCE_ARTIFACT).name
+        frame.to_parquet(path, index=False)
+        with mlflow.start_run(run_id=run_id):
+            mlflow.log_artifact(str(path), str(Path(REFERENCE_ARTIFACT).parent))
+    return frame
+
+
+def write_events(url: str, root: Path, count: int) -> None:
+    records, _ = population(root, count, seed=12, drift=True)
+    engine = make_engine(url)
+    create_schema(engine)
+    insert = insert_rows(engine)
+    now = utc_now()
+    rows = [
+        EventStore._row(
+            {
+                "event_time": now,
+                "request_id": uuid.uuid4().hex,
+                "endpoint": "predict",
+                "client_id": None,
+                "model_name": "credit_scoring",
+                "model_version": "1",
+                "features": record,
+                "probability": 0.1,
+                "decision": "accept",
+                "threshold": 0.5,
+            }
+        )
+        for record in records
+    ]
+    for start in range(0, len(rows), 5000):
+        insert(rows[start : start + 5000])
+    engine.dispose()
+
+
+def evidently_alone(url: str, root: Path, events: int) -> dict[str, float]:
+    """Evidently's report on the very frames the pipeline compares, prepared in memory."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ValueDrift
+    from evidently.presets import DataDriftPreset
+
+    from credit_scoring.monitoring.store import Window, read_window
+
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    window = read_window(url, "credit_scoring", Window(last_events=events))
+    reference = fetch_reference(window, MonitoringParams())
+    features, categorical = reference["features"], set(reference["categorical"])
+    current = prepare(processed_features(window, reference), features, categorical)
+    current[SCORE] = window["probability"].astype(float).to_numpy()
+    ref = prepare(reference["reference"], features, categorical)
+    ref[SCORE] = reference["reference"][SCORE].astype(float).to_numpy()
+    params = DriftParams()
+    definition = DataDefinition(
+        numerical_columns=[*[f for f in features if f not in categorical], SCORE],
+        categorical_columns=[f for f in features if f in categorical],
+    )
+    report = Report(
+        [
+            DataDriftPreset(
+                columns=features,
+                drift_share=params.drift_share,
+                num_method=params.num_method,
+                num_threshold=params.num_threshold,
+                cat_method=params.cat_method,
+                cat_threshold=params.cat_threshold,
+            ),
+            ValueDrift(column=SCORE, method=params.score_method, threshold=params.score_threshold),
+        ],
+        include_tests=True,
+    )
+    start = time.perf_counter()
+    report.run(
+        Dataset.from_pandas(current, data_definition=definition),
+        Dataset.from_pandas(ref, data_definition=definition),
+    )
+    return {
+        "wall_s": round(time.perf_counter() - start, 2),
+        "reference_rows": len(ref),
+        "current_rows": len(current),
+        "columns": len(features) + 1,
+    }
+
+
+def pipeline(url: str, root: Path, events: int) -> dict[str, float]:
+    env = {k: v for k, v in os.environ.items() if "MLFLOW_" not in k}
+    env.update(CREDIT_SCORING_DATABASE_URL=url, DO_NOT_TRACK="1", KEDRO_DISABLE_TELEMETRY="1")
+    env.pop("CREDIT_SCORING_PUSHGATEWAY_URL", None)
+    start = time.perf_counter()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kedro",
+            "run",
+            "--pipelines",
+            "monitoring",
+            "--params",
+            f"monitoring.window.last_events={events}",
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wall = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(result.stderr[-4000:])
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    folder = root / "data/08_reporting/monitoring/summary.json"
+    summary = json.loads((max(folder.iterdir()) / "summary.json").read_text())
+    return {
+        "wall_s": round(wall, 2),
+        "peak_rss_mb": round(peak),
+        "window_events": summary["window"]["events"],
+        "dataset_drift": summary["drift"]["dataset_drift"],
+        "drift_share": round(summary["drift"]["drift_share"], 3),
+        "measure_node_s": summary.get("compute_seconds"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reference", type=int, default=300_000)
+    parser.add_argument("--events", type=int, default=100_000)
+    args = parser.parse_args(argv)
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-monitoring-") as folder:
+            root = make_project_copy(Path(folder))
+            t0 = time.perf_counter()
+            train_small(root)
+            log_big_reference(root, args.reference)
+            write_events(url, root, args.events)
+            setup = time.perf_counter() - t0
+            # the peer first (this process), then the pipeline (its own process, its own RSS)
+            alone = evidently_alone(url, root, args.events)
+            measured = pipeline(url, root, args.events)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+    ratio = measured["wall_s"] / alone["wall_s"]
+    results = {
+        "what": "kedro run --pipelines monitoring (window from PostgreSQL, reference from "
+        "MLflow, Evidently, HTML, MLflow logging) vs Evidently's Report.run alone on the same "
+        "in-memory frames",
+        "reference_rows": args.reference,
+        "events": args.events,
+        "pipeline": measured,
+        "evidently_alone": alone,
+        "ratio": round(ratio, 2),
+        "targets": {"ratio_max": 1.5, "peak_rss_mb_max": 2048},
+        "met": ratio <= 1.5 and measured["peak_rss_mb"] <= 2048,
+        "setup_s": round(setup, 1),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    return 0 if results["met"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
