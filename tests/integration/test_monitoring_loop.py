@@ -151,6 +151,12 @@ def test_drift_alert_retraining_gate_and_new_version(demo: Demo) -> None:
     assert "new version serving" in [s.name for s in demo.steps]
     line = demo.traffic(200, drift=True, seed=404)
     assert "200: " in line
+    # Prometheus has scraped the new service after it shipped those events
+    demo.wait(
+        "the new service's events in Prometheus",
+        lambda: demo.query("sum(credit_scoring_events_stored_total) > 0"),
+        60,
+    )
 
     # --- every PromQL of the dashboards and the rules works on this Prometheus -----------
     names = set(
