@@ -125,5 +125,6 @@ monitoring-demo: bootstrap ## The whole loop on loopback, narrated: drift -> ale
 	@command -v prometheus >/dev/null || { echo "needs Debian's prometheus, prometheus-alertmanager, prometheus-pushgateway (apt-get install ...)"; exit 2; }
 	UV="$(UV)" $(RUN) python -m credit_scoring.monitoring.demo
 
-bench-monitoring: bootstrap ## Monitoring pipeline vs Evidently alone: 100k events from PostgreSQL vs 300k reference
+bench-monitoring: bootstrap ## Monitoring pipeline vs Evidently alone (100k events from PostgreSQL, 300k reference), then the demo loop timed
 	$(RUN) python bench/monitoring.py
+	UV="$(UV)" $(RUN) python bench/monitoring_loop.py

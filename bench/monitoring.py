@@ -37,13 +37,14 @@ import pandas as pd
 import sqlalchemy as sa
 import yaml
 
+from credit_scoring.core.spec import REFERENCE_ARTIFACT
 from credit_scoring.core.store import EventStore, create_schema, insert_rows, make_engine, utc_now
 from credit_scoring.monitoring.drift import SCORE, DriftParams, prepare
 from credit_scoring.monitoring.params import MonitoringParams
 from credit_scoring.monitoring.simulate import population
 from credit_scoring.pipelines.monitoring.nodes import fetch_reference, processed_features
 from credit_scoring.project_config import PROJECT_ROOT
-from credit_scoring.registry import REFERENCE_ARTIFACT, load_model
+from credit_scoring.registry import load_model
 from credit_scoring.sandbox import kedro_run, make_project_copy
 from credit_scoring.synthetic import main as generate_main
 
@@ -200,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reference", type=int, default=300_000)
     parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument(
+        "--keep", type=Path, default=None, help="set up in this folder and keep it (profiling)"
+    )
     args = parser.parse_args(argv)
     schema = f"bench_{uuid.uuid4().hex[:10]}"
     admin = sa.create_engine(POSTGRES_URL)
@@ -208,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
     try:
         with tempfile.TemporaryDirectory(prefix="bench-monitoring-") as folder:
-            root = make_project_copy(Path(folder))
+            root = make_project_copy(args.keep or Path(folder))
             t0 = time.perf_counter()
             train_small(root)
             log_big_reference(root, args.reference)
@@ -218,8 +222,11 @@ def main(argv: list[str] | None = None) -> int:
             alone = evidently_alone(url, root, args.events)
             measured = pipeline(url, root, args.events)
     finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        if args.keep is None:
+            with admin.begin() as conn:
+                conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        else:
+            print(f"kept {args.keep} and the schema {schema}")
         admin.dispose()
     ratio = measured["wall_s"] / alone["wall_s"]
     results = {

@@ -35,8 +35,10 @@ class ProjectHooks:
         ]
         parameters = loader["parameters"]  # runtime --params included
         check_parameters(parameters, ["data_contract"], conf_dirs)  # pipelines are built from it
-        pipelines.configure(PIPELINES_MODULE)
-        requested = getattr(pipelines, "_requested_pipelines", None) or ["__default__"]
+        asked = getattr(pipelines, "_requested_pipelines", None)
+        pipelines.configure(PIPELINES_MODULE)  # forgets the request: given back just below
+        pipelines.set_requested(asked)  # only what runs is built (pipeline_registry.py)
+        requested = asked or ["__default__"]
         keys = pipeline_parameter_keys(pipelines[name] for name in requested if name in pipelines)
         check_parameters(parameters, sorted(keys), conf_dirs)
 

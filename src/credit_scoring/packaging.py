@@ -30,12 +30,13 @@ from credit_scoring.core.spec import (
     BACKGROUND_FILE,
     MODEL_DIR,
     PACKAGED_MODEL_FILE,
+    SERVING_ARTIFACTS,
     SPEC_FILE,
     ServingLimits,
     ServingSpec,
 )
 from credit_scoring.project_config import PROJECT_ROOT, project_parameters
-from credit_scoring.registry import CHAMPION, SERVING_ARTIFACTS
+from credit_scoring.registry import CHAMPION
 
 logger = logging.getLogger(__name__)
 

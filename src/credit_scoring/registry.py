@@ -22,17 +22,14 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
+from credit_scoring.core.spec import REFERENCE_ARTIFACT
 from credit_scoring.modeling import CostParams, TrainedModel
 from credit_scoring.reporting import classification_metrics
 
 logger = logging.getLogger(__name__)
 
 CHAMPION, CHALLENGER = "champion", "challenger"
-# Logged in the training run next to the model: what the scoring API is built from.
-SERVING_ARTIFACTS = "serving"
-# ... and what the monitoring pipeline compares production traffic with (this version's own).
-REFERENCE_ARTIFACT = "monitoring/reference.parquet"
-SCORE_COLUMN = "score"
+SCORE_COLUMN = "score"  # the model's score in the monitoring reference
 # Types a scikit-learn model of this project may hold, beyond those skops trusts by default.
 SKOPS_TRUSTED_TYPES = [
     "sklearn.compose._column_transformer._RemainderColsList",

@@ -9,6 +9,7 @@ import re
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -189,3 +190,57 @@ def test_drift_alert_retraining_gate_and_new_version(demo: Demo) -> None:
     ):
         assert step in names
     assert "since the first drifted request" in demo.report()
+
+
+def test_ctrl_c_stops_everything_the_demo_started(tmp_path: Path) -> None:
+    """An operator's Ctrl-C in the middle of the demo leaves no server behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    for binary in ("prometheus", "prometheus-alertmanager", "prometheus-pushgateway"):
+        require_binary(binary)
+    workdir = tmp_path / "demo"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "credit_scoring.monitoring.demo",
+            "--workdir",
+            str(workdir),
+            "--train-rows",
+            "1500",
+            "--requests",
+            "300",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    seen = []
+    assert process.stdout is not None
+    deadline = time.monotonic() + 600
+    for line in process.stdout:
+        seen.append(line)
+        if "servers up" in line or time.monotonic() > deadline:
+            break
+    assert any("servers up" in line for line in seen), "".join(seen)
+    started = [
+        p
+        for p in psutil.process_iter(["cmdline", "cwd"])
+        if str(workdir) in " ".join(p.info["cmdline"] or []) + (p.info["cwd"] or "")
+        and p.pid != process.pid
+    ]
+    assert len(started) >= 5, [p.info["cmdline"] for p in started]  # the servers and workers
+    process.send_signal(signal.SIGINT)
+    rest = process.communicate(timeout=120)[0]
+    assert process.returncode == 130, "".join(seen) + rest
+    assert "everything the demo started is stopped" in rest
+    time.sleep(1)
+    alive = [p for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert alive == [], [p.cmdline() for p in alive]

@@ -21,6 +21,10 @@ from credit_scoring.core.features import FeatureSpec, RowTransformer, load_featu
 
 SPEC_FILE = "serving_spec.json"
 MODEL_DIR = "mlflow_model"
+# Logged by each training run next to the model: what the scoring API is built from ...
+SERVING_ARTIFACTS = "serving"
+# ... and what the monitoring pipeline compares production traffic with (this version's own)
+REFERENCE_ARTIFACT = "monitoring/reference.parquet"
 # Written into the bento's build context by `make build`: the tag of the model it serves.
 PACKAGED_MODEL_FILE = "credit_scoring/serving/packaged_model.txt"
 BACKGROUND_FILE = "background.parquet"  # rows for the SHAP of non-LightGBM champions

@@ -58,7 +58,8 @@ def prepare(frame: pd.DataFrame, columns: list[str], categorical: set[str]) -> p
         if column in categorical:
             out[column] = values.astype("object").where(values.notna(), None)
         else:
-            out[column] = pd.to_numeric(values, errors="coerce").astype("float64")
+            numbers = pd.to_numeric(values, errors="coerce")
+            out[column] = numbers if numbers.dtype == "float64" else numbers.astype("float64")
     return out
 
 

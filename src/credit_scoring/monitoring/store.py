@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -83,7 +84,17 @@ class Window:
     model_version: str | None = None
 
 
-EVENT_COLUMNS = ["event_id", "request_id", "event_time", "client_id", "model_name"]
+META_COLUMNS = [
+    "event_id",
+    "request_id",
+    "event_time",
+    "client_id",
+    "model_version",
+    "probability",
+    "decision",
+    "threshold",
+]
+CHUNK = 10_000
 
 
 def read_window(url: str, model_name: str, window: Window) -> pd.DataFrame:
@@ -112,10 +123,11 @@ def read_window(url: str, model_name: str, window: Window) -> pd.DataFrame:
                 e.event_time,
                 e.client_id,
                 e.model_version,
-                e.features,
                 e.probability,
                 e.decision,
                 e.threshold,
+                # as text, parsed by orjson below: several times faster than the driver's json
+                sa.cast(e.features, sa.Text).label("features"),
             ).where(e.model_name == model_name, e.model_version == str(version))
             if window.last_hours is not None:
                 since = utc_now() - timedelta(hours=window.last_hours)
@@ -123,7 +135,15 @@ def read_window(url: str, model_name: str, window: Window) -> pd.DataFrame:
             query = query.order_by(e.id.desc())
             if window.last_events is not None:
                 query = query.limit(window.last_events)
-            rows = list(conn.execute(query).all())
+            # in chunks: 100,000 events as Python dicts at once would cost ~1 GB of memory
+            # that the interpreter keeps after they are freed
+            parts = []
+            result = conn.execution_options(stream_results=True, yield_per=CHUNK).execute(query)
+            for chunk in result.partitions():
+                meta = pd.DataFrame([r[:-1] for r in chunk], columns=META_COLUMNS)
+                features = pd.DataFrame.from_records([orjson.loads(r[-1]) for r in chunk])
+                overlap = features.columns.intersection(meta.columns)
+                parts.append(pd.concat([features, meta.drop(columns=overlap)], axis=1))
             outcomes = pd.DataFrame(
                 conn.execute(
                     sa.select(
@@ -137,26 +157,9 @@ def read_window(url: str, model_name: str, window: Window) -> pd.DataFrame:
             )
     finally:
         engine.dispose()
-    if not rows:
+    if not parts:
         return pd.DataFrame()
-    rows.reverse()
-    meta = pd.DataFrame(
-        [r[:5] + r[6:] for r in rows],
-        columns=[
-            "event_id",
-            "request_id",
-            "event_time",
-            "client_id",
-            "model_version",
-            "probability",
-            "decision",
-            "threshold",
-        ],
-    )
-    features = pd.DataFrame.from_records([r[5] for r in rows])
-    frame = pd.concat(
-        [features, meta.drop(columns=features.columns.intersection(meta.columns))], axis=1
-    )
+    frame = pd.concat(parts, ignore_index=True).iloc[::-1].reset_index(drop=True)  # oldest first
     frame["defaulted"] = join_outcomes(frame, outcomes)
     return frame
 

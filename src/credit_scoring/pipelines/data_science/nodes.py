@@ -22,6 +22,7 @@ from credit_scoring.core.contract import DataContract, load_contract
 from credit_scoring.core.encoding import category_codes, nan_for_missing
 from credit_scoring.core.errors import ContractError
 from credit_scoring.core.processing import SPLIT_COLUMN, ProcessingParams, load_processing
+from credit_scoring.core.spec import SERVING_ARTIFACTS
 from credit_scoring.lineage import lineage_tags
 from credit_scoring.modeling import (
     DataScienceParams,
@@ -33,7 +34,6 @@ from credit_scoring.modeling import (
 )
 from credit_scoring.privacy import pseudonymise_series
 from credit_scoring.registry import (
-    SERVING_ARTIFACTS,
     decide,
     decision_report,
     log_model,

@@ -20,13 +20,12 @@ from mlflow.tracking import MlflowClient
 from credit_scoring.core.contract import load_contract
 from credit_scoring.core.features import transform_rows
 from credit_scoring.core.processing import load_processing
+from credit_scoring.core.spec import REFERENCE_ARTIFACT, SERVING_ARTIFACTS
 from credit_scoring.modeling import DataScienceParams
 from credit_scoring.monitoring.drift import SCORE, prepare, run_report
 from credit_scoring.monitoring.metrics import push
 from credit_scoring.monitoring.params import MonitoringParams, load_monitoring
 from credit_scoring.monitoring.store import Window, read_window
-from credit_scoring.registry import REFERENCE_ARTIFACT, SERVING_ARTIFACTS
-from credit_scoring.reporting import classification_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -176,8 +175,15 @@ def measure(
         current[SCORE] = window["probability"].astype(float).to_numpy()
         ref = prepare(reference["reference"], features, categorical)
         ref[SCORE] = reference["reference"][SCORE].astype(float).to_numpy()
+        prepared = time.perf_counter()
         snapshot, result = run_report(ref, current, features, categorical, settings.drift)
+        reported = time.perf_counter()
         html = snapshot.get_html_str(as_iframe=False)
+        summary["seconds"] = {
+            "prepare": round(prepared - started, 2),
+            "evidently": round(reported - prepared, 2),
+            "html": round(time.perf_counter() - reported, 2),
+        }
         summary["drift"] = {**result.model_dump(), "threshold_share": settings.drift.drift_share}
         summary["status"] = "ok"
         drifted = [f for f, r in result.features.items() if r["drifted"]]
@@ -206,6 +212,8 @@ def performance(
     if len(labelled) < min_labelled:
         result["status"] = "too_few_labels"
         return result
+    from credit_scoring.reporting import classification_metrics  # matplotlib: only when needed
+
     y = labelled["defaulted"].astype(int).to_numpy()
     scores = labelled["probability"].astype(float).to_numpy()
     refuse = (labelled["decision"] == "refuse").to_numpy()
