@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ PUSHGATEWAY_ENV = "CREDIT_SCORING_PUSHGATEWAY_URL"
 def read_events(database_url: str, params: MonitoringParams) -> pd.DataFrame:
     """The window of prediction events (with their outcomes where known)."""
     settings = load_monitoring(params)
+    # Evidently takes seconds to import: let it load while the events come from the database
+    threading.Thread(target=_import_evidently, daemon=True).start()
     w = settings.window
     frame = read_window(
         database_url,
@@ -56,6 +59,11 @@ def read_events(database_url: str, params: MonitoringParams) -> pd.DataFrame:
             int(frame["defaulted"].notna().sum()),
         )
     return frame
+
+
+def _import_evidently() -> None:
+    import evidently.metrics
+    import evidently.presets  # noqa: F401
 
 
 def fetch_reference(window: pd.DataFrame, params: MonitoringParams) -> dict[str, Any]:
@@ -90,6 +98,11 @@ def fetch_reference(window: pd.DataFrame, params: MonitoringParams) -> dict[str,
     categorical |= {
         c for c in features if c in contract.columns and contract.columns[c].dtype == "category"
     }
+    # typed for the comparison now, and only that kept: a 300,000-row reference held twice
+    # (as read and as compared) would cost hundreds of MB at Home Credit size
+    scores = reference[SCORE].astype(float).to_numpy()
+    reference = prepare(reference, features, categorical)
+    reference[SCORE] = scores
     tags = model_version.tags or {}
     test_metrics = {
         key: float(tags[f"test.{key}"])
@@ -97,7 +110,7 @@ def fetch_reference(window: pd.DataFrame, params: MonitoringParams) -> dict[str,
         if f"test.{key}" in tags
     }
     logger.info(
-        "Reference of %s v%s: %d training rows logged by run %s",
+        "Reference of %s v%s: %d held-out rows logged by its training run %s",
         name,
         version,
         len(reference),
@@ -173,8 +186,7 @@ def measure(
     else:
         current = prepare(processed_features(window, reference), features, categorical)
         current[SCORE] = window["probability"].astype(float).to_numpy()
-        ref = prepare(reference["reference"], features, categorical)
-        ref[SCORE] = reference["reference"][SCORE].astype(float).to_numpy()
+        ref = reference["reference"]  # prepared when it was fetched
         prepared = time.perf_counter()
         snapshot, result = run_report(ref, current, features, categorical, settings.drift)
         reported = time.perf_counter()
