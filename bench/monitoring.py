@@ -38,7 +38,7 @@ import yaml
 
 from credit_scoring.core.spec import REFERENCE_ARTIFACT
 from credit_scoring.core.store import EventStore, create_schema, insert_rows, make_engine, utc_now
-from credit_scoring.monitoring.drift import SCORE, DriftParams, prepare
+from credit_scoring.monitoring.drift import SCORE, DriftParams, build_report, prepare
 from credit_scoring.monitoring.params import MonitoringParams
 from credit_scoring.monitoring.simulate import population
 from credit_scoring.pipelines.monitoring.nodes import fetch_reference, processed_features
@@ -112,9 +112,7 @@ def write_events(url: str, root: Path, count: int) -> None:
 
 def evidently_alone(url: str, root: Path, events: int) -> dict[str, float]:
     """Evidently's report on the very frames the pipeline compares, prepared in memory."""
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.metrics import ValueDrift
-    from evidently.presets import DataDriftPreset
+    from evidently import Dataset
 
     from credit_scoring.monitoring.store import Window, read_window
 
@@ -126,25 +124,7 @@ def evidently_alone(url: str, root: Path, events: int) -> dict[str, float]:
     current[SCORE] = window["probability"].astype(float).to_numpy()
     ref = prepare(reference["reference"], features, categorical)
     ref[SCORE] = reference["reference"][SCORE].astype(float).to_numpy()
-    params = DriftParams()
-    definition = DataDefinition(
-        numerical_columns=[*[f for f in features if f not in categorical], SCORE],
-        categorical_columns=[f for f in features if f in categorical],
-    )
-    report = Report(
-        [
-            DataDriftPreset(
-                columns=features,
-                drift_share=params.drift_share,
-                num_method=params.num_method,
-                num_threshold=params.num_threshold,
-                cat_method=params.cat_method,
-                cat_threshold=params.cat_threshold,
-            ),
-            ValueDrift(column=SCORE, method=params.score_method, threshold=params.score_threshold),
-        ],
-        include_tests=True,
-    )
+    report, definition = build_report(features, categorical, DriftParams())
     start = time.perf_counter()
     report.run(
         Dataset.from_pandas(current, data_definition=definition),

@@ -35,7 +35,8 @@ def main() -> int:
             demo.drift_phase()
             demo.follow_alert()
             run = demo.follow_retraining()
-    origin = next(s.seconds for s in demo.steps if s.name == "drifted traffic")
+    origin = demo.since_first_drifted()
+    assert origin is not None
     steps = {s.name: round(s.seconds - origin, 1) for s in demo.steps if s.seconds >= origin}
     delivered, started = steps["delivered"], steps["retraining started"]
     serving = steps.get("new version serving")

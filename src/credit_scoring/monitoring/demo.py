@@ -409,23 +409,22 @@ class Demo:
         states = {a["state"] for a in alerts if a["labels"].get("alertname") == name}
         return "firing" if "firing" in states else ("pending" if "pending" in states else None)
 
-    def decisions(self) -> list[dict[str, Any]]:
+    def _read(self, what: str) -> list[dict[str, Any]]:
         from credit_scoring.monitoring.decisions import DecisionStore
 
         store = DecisionStore(self.database_url)
         try:
-            return store.decisions()
+            return list(getattr(store, what)())
         finally:
             store.close()
+
+    def decisions(self) -> list[dict[str, Any]]:
+        """The retrain trigger's decisions, oldest first."""
+        return self._read("decisions")
 
     def runs(self) -> list[dict[str, Any]]:
-        from credit_scoring.monitoring.decisions import DecisionStore
-
-        store = DecisionStore(self.database_url)
-        try:
-            return store.runs()
-        finally:
-            store.close()
+        """The retraining runs the local backend recorded."""
+        return self._read("runs")
 
     def serving_version(self) -> str | None:
         with contextlib.suppress(httpx.HTTPError):
@@ -536,9 +535,13 @@ class Demo:
             )
         return run
 
+    def since_first_drifted(self) -> float | None:
+        """The demo's clock (seconds since its start) when the first drifted request left."""
+        return None if self.first_drifted is None else self.first_drifted - self.started
+
     def report(self) -> str:
         lines = ["", "Step                      time   since the first drifted request"]
-        origin = next((s.seconds for s in self.steps if s.name == "drifted traffic"), None)
+        origin = self.since_first_drifted()
         for step in self.steps:
             since = (
                 f"{step.seconds - origin:8.0f} s"

@@ -63,35 +63,23 @@ def prepare(frame: pd.DataFrame, columns: list[str], categorical: set[str]) -> p
     return out
 
 
-def run_report(
-    reference: pd.DataFrame,
-    current: pd.DataFrame,
-    features: list[str],
-    categorical: set[str],
-    params: DriftParams,
-) -> tuple[Any, DriftResult]:
-    """Evidently's report of ``current`` against ``reference`` (both hold ``features`` and
-    ``score``); returns the snapshot (for the HTML) and the verdicts."""
-    from evidently import DataDefinition, Dataset, Report
+def build_report(
+    features: list[str], categorical: set[str], params: DriftParams
+) -> tuple[Any, Any]:
+    """Evidently's report (drift of each feature and of the score, with its tests) and the
+    data definition of the frames it reads."""
+    from evidently import DataDefinition, Report
     from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
 
-    # a feature that is empty on one side cannot be compared: Evidently would fail on it
-    usable = [
-        f
-        for f in features
-        if f in current.columns and reference[f].notna().any() and current[f].notna().any()
-    ]
-    numerical = [f for f in usable if f not in categorical]
     definition = DataDefinition(
-        numerical_columns=[*numerical, SCORE],
-        categorical_columns=[f for f in usable if f in categorical],
+        numerical_columns=[*[f for f in features if f not in categorical], SCORE],
+        categorical_columns=[f for f in features if f in categorical],
     )
-    columns = [*usable, SCORE]
     report = Report(
         [
             DataDriftPreset(
-                columns=usable,
+                columns=features,
                 drift_share=params.drift_share,
                 num_method=params.num_method,
                 num_threshold=params.num_threshold,
@@ -104,6 +92,28 @@ def run_report(
         ],
         include_tests=True,
     )
+    return report, definition
+
+
+def run_report(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    features: list[str],
+    categorical: set[str],
+    params: DriftParams,
+) -> tuple[Any, DriftResult]:
+    """Evidently's report of ``current`` against ``reference`` (both hold ``features`` and
+    ``score``); returns the snapshot (for the HTML) and the verdicts."""
+    from evidently import Dataset
+
+    # a feature that is empty on one side cannot be compared: Evidently would fail on it
+    usable = [
+        f
+        for f in features
+        if f in current.columns and reference[f].notna().any() and current[f].notna().any()
+    ]
+    report, definition = build_report(usable, categorical, params)
+    columns = [*usable, SCORE]
     snapshot = report.run(
         Dataset.from_pandas(current[columns], data_definition=definition),
         Dataset.from_pandas(reference[columns], data_definition=definition),
