@@ -16,6 +16,7 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from credit_scoring.core.contract import load_contract
@@ -80,11 +81,17 @@ def fetch_reference(window: pd.DataFrame, params: MonitoringParams) -> dict[str,
     info = mlflow.models.get_model_info(f"models:/{name}/{version}")
     meta = info.metadata or {}
     with tempfile.TemporaryDirectory() as folder:
-        reference = pd.read_parquet(
-            mlflow.artifacts.download_artifacts(
+        try:
+            path = mlflow.artifacts.download_artifacts(
                 run_id=run_id, artifact_path=REFERENCE_ARTIFACT, dst_path=folder
             )
-        )
+        except (MlflowException, OSError) as exc:
+            raise RuntimeError(
+                f"{name} v{version} (run {run_id}) has no {REFERENCE_ARTIFACT}: it was trained "
+                "before versions logged their monitoring reference. Retrain (`make run`), "
+                "serve the new version, then monitor it."
+            ) from exc
+        reference = pd.read_parquet(path)
         serving = Path(
             mlflow.artifacts.download_artifacts(
                 run_id=run_id, artifact_path=SERVING_ARTIFACTS, dst_path=folder
