@@ -103,3 +103,28 @@ def require_binary(name: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+# --- MLflow: a throw-away store per test ----------------------------------------------------
+
+
+@pytest.fixture
+def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh SQLite tracking + registry store in tmp_path, active for the test."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    # mlflow writes these two into os.environ itself: let monkeypatch undo them afterwards,
+    # or every later subprocess (kedro run, packaging) inherits a dead test store.
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", "")
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    experiment = mlflow.create_experiment(
+        "test", artifact_location=(tmp_path / "artifacts").as_uri()
+    )
+    mlflow.set_experiment(experiment_id=experiment)
+    yield uri
+    if mlflow.active_run():
+        mlflow.end_run()

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import mlflow
 import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
@@ -85,23 +83,3 @@ def fast_params(parameters) -> dict[str, Any]:
         "permutation_repeats": 1,
     }
     return params
-
-
-@pytest.fixture
-def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A fresh SQLite tracking + registry store in tmp_path, active for the test."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    # mlflow writes these two into os.environ itself: let monkeypatch undo them afterwards,
-    # or every later subprocess (kedro run, packaging) inherits a dead test store.
-    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
-    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", "")
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    experiment = mlflow.create_experiment(
-        "test", artifact_location=(tmp_path / "artifacts").as_uri()
-    )
-    mlflow.set_experiment(experiment_id=experiment)
-    yield uri
-    if mlflow.active_run():
-        mlflow.end_run()
