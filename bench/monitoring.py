@@ -34,17 +34,20 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import sqlalchemy as sa
-import yaml
 
 from credit_scoring.core.spec import REFERENCE_ARTIFACT
 from credit_scoring.core.store import EventStore, create_schema, insert_rows, make_engine, utc_now
-from credit_scoring.monitoring.drift import SCORE, DriftParams, build_report, prepare
+from credit_scoring.monitoring.drift import SCORE, DriftParams, build_report
 from credit_scoring.monitoring.params import MonitoringParams
 from credit_scoring.monitoring.simulate import population
-from credit_scoring.pipelines.monitoring.nodes import fetch_reference, processed_features
+from credit_scoring.pipelines.monitoring.nodes import (
+    current_frame,
+    fetch_reference,
+    processed_features,
+)
 from credit_scoring.project_config import PROJECT_ROOT
 from credit_scoring.registry import load_model
-from credit_scoring.sandbox import kedro_run, make_project_copy
+from credit_scoring.sandbox import kedro_run, make_project_copy, quick_training
 from credit_scoring.synthetic import main as generate_main
 
 RESULTS = PROJECT_ROOT / "bench" / "results" / "monitoring.json"
@@ -54,12 +57,7 @@ POSTGRES_URL = os.environ.get(
 
 
 def train_small(root: Path) -> None:
-    path = root / "conf/base/parameters_data_science.yml"
-    params = yaml.safe_load(path.read_text())
-    params["data_science"]["candidates"].pop("logistic_regression", None)
-    params["data_science"]["candidates"]["lightgbm"]["search"]["n_trials"] = 3
-    params["data_science"]["explanations"]["sample_size"] = 200
-    path.write_text(yaml.safe_dump(params))
+    quick_training(root)
     generate_main(["--n-applications", "5000", "--output-dir", str(root / "data/01_raw")])
     kedro_run(root, check=True, timeout=1800)
 
@@ -120,10 +118,8 @@ def evidently_alone(url: str, root: Path, events: int) -> dict[str, float]:
     window = read_window(url, "credit_scoring", Window(last_events=events))
     reference = fetch_reference(window, MonitoringParams())
     features, categorical = reference["features"], set(reference["categorical"])
-    current = prepare(processed_features(window, reference), features, categorical)
-    current[SCORE] = window["probability"].astype(float).to_numpy()
-    ref = prepare(reference["reference"], features, categorical)
-    ref[SCORE] = reference["reference"][SCORE].astype(float).to_numpy()
+    current = current_frame(window, reference)
+    ref = reference["reference"]  # typed when fetched, as in the pipeline
     report, definition = build_report(features, categorical, DriftParams())
     start = time.perf_counter()
     report.run(

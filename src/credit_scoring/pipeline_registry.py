@@ -8,23 +8,22 @@ monitoring CronJob. Without a request (``kedro registry list``, kedro-viz), all 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from kedro.framework.project import pipelines as project_pipelines
 from kedro.pipeline import Pipeline
 
+from credit_scoring.core.contract import DataContract
 from credit_scoring.project_config import project_contract
 
 TRAINING = ("data_ingestion", "data_processing", "data_science")
 
 
-def _training(name: str) -> Pipeline:
+def _training(name: str, contract: DataContract) -> Pipeline:
     from credit_scoring.pipelines import data_ingestion, data_processing, data_science
 
     if name == "data_ingestion":
-        return data_ingestion.create_pipeline(project_contract())
+        return data_ingestion.create_pipeline(contract)
     if name == "data_processing":
-        return data_processing.create_pipeline(project_contract())
+        return data_processing.create_pipeline(contract)
     return data_science.create_pipeline()
 
 
@@ -34,25 +33,18 @@ def _monitoring() -> Pipeline:
     return monitoring.create_pipeline()
 
 
-def _all_training() -> Pipeline:
-    return sum((_training(name) for name in TRAINING), Pipeline([]))
-
-
-def _one(name: str) -> Callable[[], Pipeline]:
-    return lambda: _training(name)
-
-
-BUILDERS: dict[str, Callable[[], Pipeline]] = {
-    **{name: _one(name) for name in TRAINING},
-    "__default__": _all_training,
-    # What the retrain trigger runs: the training pipelines on the newest data snapshot,
-    # ending at the registry gate (the same as the default; named for what it is used for).
-    "retraining": _all_training,
-    "monitoring": _monitoring,
-}
-
-
 def register_pipelines() -> dict[str, Pipeline]:
     requested = getattr(project_pipelines, "_requested_pipelines", None)
-    names = [n for n in (requested or BUILDERS) if n in BUILDERS]
-    return {name: BUILDERS[name]() for name in names}
+    names = set(requested or [*TRAINING, "__default__", "retraining", "monitoring"])
+    built: dict[str, Pipeline] = {}
+    if names & {*TRAINING, "__default__", "retraining"}:
+        contract = project_contract()  # read once for every pipeline built from it
+        whole = names & {"__default__", "retraining"}
+        training = {n: _training(n, contract) for n in TRAINING if whole or n in names}
+        built.update({n: p for n, p in training.items() if n in names})
+        # "retraining" is what the retrain trigger runs: the training pipelines on the newest
+        # data snapshot, ending at the registry gate (the default, named for its use)
+        built.update(dict.fromkeys(whole, sum(training.values(), Pipeline([]))))
+    if "monitoring" in names:
+        built["monitoring"] = _monitoring()
+    return built

@@ -11,6 +11,9 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from credit_scoring.privacy import KEY_ENV_VAR
 from credit_scoring.project_config import PROJECT_ROOT
@@ -38,6 +41,23 @@ def make_project_copy(root: Path) -> Path:
     for layer in DATA_LAYERS:
         (root / "data" / layer).mkdir(parents=True, exist_ok=True)
     return root
+
+
+def quick_training(
+    root: Path, n_trials: int = 3, sample_size: int = 200, **overrides: dict[str, Any]
+) -> None:
+    """Make the copy's training quick: dummy + LightGBM only (at a few thousand rows a
+    logistic regression may win, and the usual champion is what is tested), a short search,
+    small explanations. ``overrides``: more keys per section, e.g. ``search={"timeout_s": 30}``,
+    ``explanations={"permutation_repeats": 1}``."""
+    path = root / "conf/base/parameters_data_science.yml"
+    params = yaml.safe_load(path.read_text())
+    science = params["data_science"]
+    science["candidates"].pop("logistic_regression", None)
+    search = science["candidates"]["lightgbm"]["search"]
+    search.update(n_trials=n_trials, **overrides.get("search", {}))
+    science["explanations"].update(sample_size=sample_size, **overrides.get("explanations", {}))
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def kedro_run(

@@ -23,28 +23,20 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
-import yaml
 
-from credit_scoring.sandbox import kedro_run, make_project_copy
+from credit_scoring.sandbox import kedro_run, make_project_copy, quick_training
 from credit_scoring.synthetic import main as generate_main
 from tests.conftest import TEST_KEY
-
-FAST_SEARCH = (
-    "data_science.candidates.lightgbm.search.n_trials=3,data_science.explanations.sample_size=200"
-)
 
 
 @pytest.fixture(scope="session")
 def trained_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = make_project_copy(tmp_path_factory.mktemp("served"))
-    # The usual champion (LightGBM): at this small size a logistic regression could win, so
-    # the copy trains dummy + LightGBM only (tests/serving/test_scorer.py covers the others).
-    params_file = root / "conf/base/parameters_data_science.yml"
-    params = yaml.safe_load(params_file.read_text())
-    del params["data_science"]["candidates"]["logistic_regression"]
-    params_file.write_text(yaml.safe_dump(params))
+    # The usual champion (LightGBM): dummy + LightGBM only, a short search
+    # (tests/serving/test_scorer.py covers the other candidates).
+    quick_training(root)
     generate_main(["--n-applications", "3000", "--output-dir", str(root / "data/01_raw")])
-    result = kedro_run(root, "--params", FAST_SEARCH, key=TEST_KEY, timeout=900)
+    result = kedro_run(root, key=TEST_KEY, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return root
 

@@ -400,9 +400,14 @@ def ship_journal(
     return shipped
 
 
+def placeholder(engine: Engine) -> str:
+    """The driver's parameter marker, for raw ``INSERT ... ON CONFLICT`` statements."""
+    return "?" if engine.dialect.paramstyle == "qmark" else "%s"
+
+
 def insert_rows(engine: Engine) -> Callable[[list[tuple[Any, ...]]], None]:
     """An idempotent bulk insert of journal rows: an ``event_id`` already stored is skipped."""
-    marker = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+    marker = placeholder(engine)
     sql = (
         f"INSERT INTO {EVENTS_TABLE} ({', '.join(ROW_COLUMNS)}) "
         f"VALUES ({', '.join([marker] * len(ROW_COLUMNS))}) "

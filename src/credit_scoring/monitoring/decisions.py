@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from credit_scoring.core.store import make_engine, time_ordered_id, utc_now
+from credit_scoring.core.store import make_engine, placeholder, time_ordered_id, utc_now
 
 metadata = sa.MetaData()
 decisions_table = sa.Table(
@@ -69,7 +69,7 @@ class Claim:
 class DecisionStore:
     def __init__(self, url: str) -> None:
         self.engine: Engine = make_engine(url)
-        self._marker = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        self._marker = placeholder(self.engine)
         metadata.create_all(self.engine, checkfirst=True)
 
     def close(self) -> None:

@@ -37,13 +37,10 @@ import httpx
 import yaml
 
 from credit_scoring.project_config import PROJECT_ROOT
-from credit_scoring.sandbox import make_project_copy
+from credit_scoring.sandbox import make_project_copy, quick_training
 
 MONITORING = PROJECT_ROOT / "monitoring"
 BINARIES = ("prometheus", "prometheus-alertmanager", "prometheus-pushgateway")
-# The demo's project trains quickly: dummy + a short LightGBM search, small explanations.
-FAST_SEARCH: dict[str, Any] = {"n_trials": 3, "timeout_s": 30}
-FAST_EXPLANATIONS: dict[str, Any] = {"sample_size": 200, "permutation_repeats": 1}
 
 
 @dataclass
@@ -146,13 +143,9 @@ class Demo:
     def prepare_project(self) -> None:
         """A throw-away project: the template's conf/, small and quick training."""
         make_project_copy(self.project)
-        path = self.project / "conf/base/parameters_data_science.yml"
-        params = yaml.safe_load(path.read_text())
-        science = params["data_science"]
-        science["candidates"].pop("logistic_regression", None)
-        science["candidates"]["lightgbm"]["search"].update(FAST_SEARCH)
-        science["explanations"].update(FAST_EXPLANATIONS)
-        path.write_text(yaml.safe_dump(params, sort_keys=False))
+        quick_training(
+            self.project, search={"timeout_s": 30}, explanations={"permutation_repeats": 1}
+        )
         monitoring = self.project / "conf/base/parameters_monitoring.yml"
         params = yaml.safe_load(monitoring.read_text())
         params["monitoring"]["window"]["last_events"] = self.sizes.window

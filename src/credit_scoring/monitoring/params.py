@@ -6,7 +6,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
+from credit_scoring.core.errors import typed_section
 from credit_scoring.monitoring.drift import DriftParams
+
+PARAMS_FILE = "conf/base/parameters_monitoring.yml"
 
 
 class _Strict(BaseModel):
@@ -52,6 +55,5 @@ class MonitoringParams(_Strict):
 
 
 def load_monitoring(params: dict[str, Any] | MonitoringParams) -> MonitoringParams:
-    if isinstance(params, MonitoringParams):
-        return params
-    return MonitoringParams.model_validate(params or {})
+    """The typed section (Kedro passes it typed; tests and notebooks may pass the mapping)."""
+    return typed_section(MonitoringParams, params or {}, "monitoring", PARAMS_FILE)

@@ -19,7 +19,12 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from credit_scoring.core.store import create_schema, events_table, make_engine, utc_now
+from credit_scoring.core.store import (
+    events_table,
+    make_engine,
+    placeholder,
+    utc_now,
+)
 
 OUTCOMES_TABLE = "loan_outcomes"
 
@@ -58,7 +63,7 @@ def insert_outcomes(url: str, rows: list[dict[str, Any]]) -> int:
     try:
         create_outcomes_table(engine)
         loaded_at = utc_now()
-        marker = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+        marker = placeholder(engine)
         sql = (
             f"INSERT INTO {OUTCOMES_TABLE} ({', '.join(OUTCOME_COLUMNS)}, loaded_at) "
             f"VALUES ({', '.join([marker] * (len(OUTCOME_COLUMNS) + 1))}) ON CONFLICT DO NOTHING"
@@ -103,8 +108,9 @@ def read_window(url: str, model_name: str, window: Window) -> pd.DataFrame:
     outcome, NaN where it is not known yet). Empty if there are no events."""
     engine = make_engine(url)
     try:
-        create_schema(engine)
-        create_outcomes_table(engine)
+        tables = set(sa.inspect(engine).get_table_names())
+        if events_table.name not in tables:  # nothing served yet (and nothing written here)
+            return pd.DataFrame()
         e = events_table.c
         with engine.connect() as conn:
             version = window.model_version
@@ -144,17 +150,7 @@ def read_window(url: str, model_name: str, window: Window) -> pd.DataFrame:
                 features = pd.DataFrame.from_records([orjson.loads(r[-1]) for r in chunk])
                 overlap = features.columns.intersection(meta.columns)
                 parts.append(pd.concat([features, meta.drop(columns=overlap)], axis=1))
-            outcomes = pd.DataFrame(
-                conn.execute(
-                    sa.select(
-                        outcomes_table.c.request_id,
-                        outcomes_table.c.client_id,
-                        outcomes_table.c.observed_at,
-                        outcomes_table.c.defaulted,
-                    )
-                ).all(),
-                columns=["request_id", "client_id", "observed_at", "defaulted"],
-            )
+            outcomes = _outcomes_of(conn, parts) if OUTCOMES_TABLE in tables else pd.DataFrame()
     finally:
         engine.dispose()
     if not parts:
@@ -162,6 +158,25 @@ def read_window(url: str, model_name: str, window: Window) -> pd.DataFrame:
     frame = pd.concat(parts, ignore_index=True).iloc[::-1].reset_index(drop=True)  # oldest first
     frame["defaulted"] = join_outcomes(frame, outcomes)
     return frame
+
+
+def _outcomes_of(conn: sa.Connection, parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """The outcomes of the window's requests and clients only (not the whole table)."""
+    o = outcomes_table.c
+    columns = ["request_id", "client_id", "observed_at", "defaulted"]
+    rows: list[Any] = []
+    for part in parts:
+        requests = part["request_id"].dropna().unique().tolist()
+        clients = part["client_id"].dropna().unique().tolist()
+        for start in range(0, max(len(requests), len(clients)), 1000):
+            query = sa.select(o.request_id, o.client_id, o.observed_at, o.defaulted).where(
+                sa.or_(
+                    o.request_id.in_(requests[start : start + 1000]),
+                    o.client_id.in_(clients[start : start + 1000]),
+                )
+            )
+            rows += conn.execute(query).all()
+    return pd.DataFrame(rows, columns=columns).drop_duplicates()
 
 
 def join_outcomes(events: pd.DataFrame, outcomes: pd.DataFrame) -> pd.Series:

@@ -155,10 +155,14 @@ def create_app(settings: TriggerSettings, backend: Backend, store: DecisionStore
     expected = settings.token.get_secret_value().encode() if settings.token else None
     cooldown = timedelta(seconds=settings.cooldown_seconds)
 
-    def refuse(status: int, reason: str, **extra: Any) -> JSONResponse:
+    async def record(decision: str, reason: str, **fields: Any) -> None:
+        # the database is blocking I/O: off the event loop, like the claim
+        await asyncio.to_thread(store.record, decision, reason, **fields)
+        metrics.decisions.labels(decision=decision).inc()
+
+    async def refuse(status: int, reason: str, **extra: Any) -> JSONResponse:
         logger.info("Refused an alert delivery: %s", reason)
-        store.record("refused", reason)
-        metrics.decisions.labels(decision="refused").inc()
+        await record("refused", reason)
         return _error(status, reason, **extra)
 
     async def alerts(request: Request) -> JSONResponse:
@@ -166,15 +170,15 @@ def create_app(settings: TriggerSettings, backend: Backend, store: DecisionStore
             header = request.headers.get("authorization", "")
             scheme, _, given = header.partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), expected):
-                return refuse(401, "missing or wrong bearer token")
+                return await refuse(401, "missing or wrong bearer token")
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
-            return refuse(413, f"body larger than {MAX_BODY_BYTES} bytes")
+            return await refuse(413, f"body larger than {MAX_BODY_BYTES} bytes")
         body = b""
         async for chunk in request.stream():
             body += chunk
             if len(body) > MAX_BODY_BYTES:
-                return refuse(413, f"body larger than {MAX_BODY_BYTES} bytes")
+                return await refuse(413, f"body larger than {MAX_BODY_BYTES} bytes")
         try:
             payload = Webhook.model_validate_json(body)
         except ValidationError as exc:
@@ -187,7 +191,7 @@ def create_app(settings: TriggerSettings, backend: Backend, store: DecisionStore
                 for e in exc.errors()[:20]
             ]
             first = errors[0]
-            return refuse(
+            return await refuse(
                 422,
                 f"not an Alertmanager webhook (version 4): {first['field']}: {first['message']}",
                 errors=errors,
@@ -201,19 +205,15 @@ def create_app(settings: TriggerSettings, backend: Backend, store: DecisionStore
             "group_key": payload.groupKey[:1000],
         }
         if not firing:
-            store.record("ignored", "no firing alert (resolved only)", **fields)
-            metrics.decisions.labels(decision="ignored").inc()
+            await record("ignored", "no firing alert (resolved only)", **fields)
             return JSONResponse({"decision": "ignored"})
-        models = {a.labels.get("model_name") or settings.default_model_name for a in firing}
+        by_model: dict[str, set[str]] = {}  # model -> fingerprints of its firing alerts
+        for alert in firing:
+            model = alert.labels.get("model_name") or settings.default_model_name
+            by_model.setdefault(model, set()).add(alert.fingerprint)
         results = []
-        for model_name in sorted(models):
-            ids = sorted(
-                {
-                    a.fingerprint
-                    for a in firing
-                    if (a.labels.get("model_name") or settings.default_model_name) == model_name
-                }
-            )
+        for model_name, fingerprints_of_model in sorted(by_model.items()):
+            ids = sorted(fingerprints_of_model)
             claim = await asyncio.to_thread(store.claim, model_name, ids, cooldown)
             reason = claim.reason
             decision = claim.decision
@@ -226,10 +226,10 @@ def create_app(settings: TriggerSettings, backend: Backend, store: DecisionStore
                     reason = f"{reason}; {started}"
                     metrics.last_started.set_to_current_time()
                 except Exception as exc:  # the backend failed: give the window back
-                    store.release(model_name, claim.retrain_id)
+                    await asyncio.to_thread(store.release, model_name, claim.retrain_id)
                     decision, reason = "failed", f"{backend.name} backend failed: {exc}"[:1000]
                     logger.error("Retraining of %s could not start: %s", model_name, exc)
-            store.record(
+            await record(
                 decision,
                 reason,
                 model_name=model_name,
@@ -237,7 +237,6 @@ def create_app(settings: TriggerSettings, backend: Backend, store: DecisionStore
                 backend=backend.name,
                 **{**fields, "fingerprints": ",".join(ids)[:2000]},
             )
-            metrics.decisions.labels(decision=decision).inc()
             logger.info("Alerts %s for %s: %s (%s)", ",".join(names), model_name, decision, reason)
             results.append(
                 {

@@ -23,7 +23,7 @@ from credit_scoring.core.contract import load_contract
 from credit_scoring.core.features import transform_rows
 from credit_scoring.core.processing import load_processing
 from credit_scoring.core.spec import REFERENCE_ARTIFACT, SERVING_ARTIFACTS
-from credit_scoring.modeling import DataScienceParams
+from credit_scoring.modeling import DataScienceParams, load_params
 from credit_scoring.monitoring.drift import SCORE, prepare, run_report
 from credit_scoring.monitoring.metrics import push
 from credit_scoring.monitoring.params import MonitoringParams, load_monitoring
@@ -148,6 +148,15 @@ def processed_features(window: pd.DataFrame, reference: dict[str, Any]) -> pd.Da
     return processed
 
 
+def current_frame(window: pd.DataFrame, reference: dict[str, Any]) -> pd.DataFrame:
+    """The window as Evidently compares it with the reference: the model's features,
+    processed and typed like the reference's, and the score the API returned."""
+    features, categorical = reference["features"], set(reference["categorical"])
+    current = prepare(processed_features(window, reference), features, categorical)
+    current[SCORE] = window["probability"].astype(float).to_numpy()
+    return current
+
+
 def measure(
     window: pd.DataFrame,
     reference: dict[str, Any],
@@ -157,11 +166,7 @@ def measure(
     """Drift (Evidently) and performance on the labelled events; returns the summary and the
     HTML report."""
     settings = load_monitoring(params)
-    science = (
-        DataScienceParams.model_validate(data_science)
-        if isinstance(data_science, dict)
-        else data_science
-    )
+    science = load_params(data_science)
     started = time.perf_counter()
     summary: dict[str, Any] = {
         "model_name": settings.model_name,
@@ -191,8 +196,7 @@ def measure(
             settings.window.min_events,
         )
     else:
-        current = prepare(processed_features(window, reference), features, categorical)
-        current[SCORE] = window["probability"].astype(float).to_numpy()
+        current = current_frame(window, reference)
         ref = reference["reference"]  # prepared when it was fetched
         prepared = time.perf_counter()
         snapshot, result = run_report(ref, current, features, categorical, settings.drift)
