@@ -13,6 +13,7 @@ export DO_NOT_TRACK := 1
 export BENTOML_DO_NOT_TRACK := True
 export KEDRO_DISABLE_TELEMETRY := 1
 
+.PHONY: image-pipeline image-service images manifests local-engine
 .PHONY: monitor simulate-traffic simulate-drift simulate-outcomes load-outcomes trigger dashboards monitoring-demo bench-monitoring
 .PHONY: help bootstrap dvc-stages bench-footprint data data-home-credit data-drift run test test-fast lint format ui viz repro dvc-push clean bench-processing bench-training build serve purge-events bench-serving
 
@@ -128,3 +129,25 @@ monitoring-demo: bootstrap ## The whole loop on loopback, narrated: drift -> ale
 bench-monitoring: bootstrap ## Monitoring pipeline vs Evidently alone (100k events from PostgreSQL, 300k reference), then the demo loop timed
 	$(RUN) python bench/monitoring.py
 	UV="$(UV)" $(RUN) python bench/monitoring_loop.py
+
+# --- images and deployment -------------------------------------------------------------
+# DOCKER: the docker client (one with BuildKit; default: Debian's /usr/bin/docker if present); BASE_IMAGE: the FROM image (default python:3.11-slim);
+# CA_BUNDLE: the CA of a TLS-intercepting proxy, passed as a build secret (never stored).
+DOCKER ?= $(shell [ -x /usr/bin/docker ] && echo /usr/bin/docker || echo docker)
+PIPELINE_IMAGE ?= credit-scoring-pipeline
+SERVICE_IMAGE ?= credit-scoring-service
+GIT_COMMIT := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+
+image-pipeline: ## Build the pipeline image (kedro jobs, retrain trigger) tagged with the commit
+	DOCKER_BUILDKIT=1 $(DOCKER) build --network host -t $(PIPELINE_IMAGE):$(GIT_COMMIT) \
+		--build-arg GIT_COMMIT=$(GIT_COMMIT) $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) \
+		$(if $(CA_BUNDLE),--secret id=ca,src=$(CA_BUNDLE)) .
+
+image-service: bootstrap ## Build the service image from the latest bento (after make build)
+	DOCKER="$(DOCKER)" $(RUN) python -m credit_scoring.containerize --repository $(SERVICE_IMAGE) \
+		$(if $(BASE_IMAGE),--base-image $(BASE_IMAGE)) $(if $(CA_BUNDLE),--ca-bundle $(CA_BUNDLE))
+
+images: image-pipeline image-service ## Both images
+
+manifests: bootstrap ## Regenerate the generated Kubernetes manifests (monitoring, dashboards) and render every overlay
+	$(RUN) python -m credit_scoring.deploy_manifests

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 from pathlib import Path
 
 import yaml
 
 TRAINING_INPUT = "data/03_primary/applications_primary.parquet"
+GIT_COMMIT_ENV = "CREDIT_SCORING_GIT_COMMIT"
 
 
 def _git(*args: str) -> str | None:
@@ -19,6 +21,11 @@ def _git(*args: str) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return result.stdout.strip()
+
+
+def git_commit() -> str | None:
+    """The checkout's commit (None outside a git checkout, e.g. in an image)."""
+    return _git("rev-parse", "HEAD")
 
 
 def _dvc_lock_md5(path: str, lock: Path = Path("dvc.lock")) -> str | None:
@@ -46,7 +53,8 @@ def lineage_tags(training_input: str = TRAINING_INPUT) -> dict[str, str]:
     """Tags for the MLflow run: git commit (and whether the tree was dirty), data hashes."""
     status = _git("status", "--porcelain", "--untracked-files=no")
     tags = {
-        "git_commit": _git("rev-parse", "HEAD") or "unknown",
+        # in an image there is no git: the build passes the commit (Dockerfile, GIT_COMMIT)
+        "git_commit": git_commit() or os.environ.get(GIT_COMMIT_ENV) or "unknown",
         "git_dirty": "unknown" if status is None else str(bool(status)).lower(),
         "dvc_lock_model_input_md5": _dvc_lock_md5(training_input) or "not in dvc.lock",
         "dvc_model_input_md5": file_md5(Path(training_input)) or "not on disk",

@@ -28,12 +28,14 @@ from mlflow import MlflowClient
 from credit_scoring.core.processing import load_processing
 from credit_scoring.core.spec import (
     BACKGROUND_FILE,
+    LINEAGE_KEYS,
     MODEL_DIR,
     PACKAGED_MODEL_FILE,
     SERVING_ARTIFACTS,
     SPEC_FILE,
     ServingLimits,
     ServingSpec,
+    save_background,
 )
 from credit_scoring.project_config import PROJECT_ROOT, project_parameters
 from credit_scoring.registry import CHAMPION
@@ -49,6 +51,18 @@ def _run_artifact(run_id: str, name: str) -> Any | None:
     except Exception:  # older runs did not log it
         return None
     return json.loads(Path(path).read_text())
+
+
+def run_lineage(client: MlflowClient, run_id: str | None) -> dict[str, str]:
+    """``LINEAGE_KEYS`` of a training run, from the tags it logged ("unknown" if it did not)."""
+    tags = client.get_run(run_id).data.tags if run_id else {}
+    lineage = {
+        "mlflow_run_id": run_id or "unknown",
+        "git_commit": tags.get("git_commit", "unknown"),
+        "data_md5": tags.get("dvc_model_input_md5", "unknown"),
+    }
+    assert tuple(lineage) == LINEAGE_KEYS
+    return lineage
 
 
 def import_champion(
@@ -97,6 +111,7 @@ def import_champion(
         .model_dump(mode="json"),
         outlier_bounds=logged["outlier_bounds"],
         limits=ServingLimits.model_validate(limits or {}),
+        lineage=run_lineage(client, run_id),
     )
     local = mlflow.artifacts.download_artifacts(uri)
     labels = {"stage": alias, "candidate": spec.candidate}
@@ -115,7 +130,7 @@ def import_champion(
             if background is None:
                 raise RuntimeError("A non-LightGBM champion needs background rows for SHAP")
             sample = background[spec.features].sample(min(100, len(background)), random_state=0)
-            sample.to_parquet(bento_model.path_of(BACKGROUND_FILE))
+            save_background(sample, bento_model.path_of(BACKGROUND_FILE))
     logger.info(
         "Imported %s as BentoML model %s (threshold %.4f)", uri, bento_model.tag, spec.threshold
     )
@@ -189,6 +204,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--env", default=None, help="Kedro configuration environment")
     parser.add_argument("--no-build", action="store_true", help="import the model only")
     parser.add_argument(
+        "--alias",
+        default=CHAMPION,
+        help="registry alias to package (deploy/k8s/overlays/*/release.env: MODEL_ALIAS)",
+    )
+    parser.add_argument(
         "--project", type=Path, default=PROJECT_ROOT, help="project folder (conf/, data/)"
     )
     args = parser.parse_args(argv)
@@ -203,6 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     background = pd.read_parquet(primary) if primary.exists() else None
     bento_model = import_champion(
         params["data_science"]["registry"]["model_name"],
+        alias=args.alias,
         limits=serving.get("limits"),
         background=background,
         fallback={

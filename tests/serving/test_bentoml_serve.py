@@ -44,6 +44,14 @@ def server(bento: str, trained_project: Path, tmp_path_factory) -> Iterator[dict
     stop_server(process)
 
 
+def test_the_deploy_smoke_test_passes_on_a_served_bento_and_fails_elsewhere(server):
+    from credit_scoring.smoke import check
+
+    assert check(server["url"], wait_seconds=5) == []
+    problems = check(f"http://127.0.0.1:{free_port()}", wait_seconds=0)  # nothing listens
+    assert problems and "unreachable" in problems[0]
+
+
 def test_scoring_through_the_bentoml_client(server, application, client_features):
     import bentoml
 

@@ -8,7 +8,13 @@ import pandas as pd
 import pytest
 
 from credit_scoring.core.encoding import category_codes
-from credit_scoring.core.spec import BACKGROUND_FILE, MODEL_DIR, ServingSpec, json_records
+from credit_scoring.core.spec import (
+    BACKGROUND_FILE,
+    MODEL_DIR,
+    ServingSpec,
+    json_records,
+    save_background,
+)
 from credit_scoring.modeling import Candidate, CostParams, FitContext, fit_candidate
 from credit_scoring.registry import SKOPS_TRUSTED_TYPES
 from credit_scoring.serving.scorer import Scorer
@@ -43,7 +49,7 @@ def test_a_logistic_regression_champion_scores_and_explains(
         serialization_format="skops",
         skops_trusted_types=SKOPS_TRUSTED_TYPES,
     )
-    x.sample(60, random_state=1).to_parquet(tmp_path / BACKGROUND_FILE)
+    save_background(x.sample(60, random_state=1), tmp_path / BACKGROUND_FILE)
     spec = ServingSpec.model_validate(
         {
             **lightgbm_spec.model_dump(),

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -15,9 +16,14 @@ import sqlalchemy as sa
 from credit_scoring.core.store import (
     ClientFeatureStore,
     EventStore,
+    Journal,
+    create_schema,
+    insert_rows,
+    make_engine,
     purge_events,
     read_events,
     replace_client_features,
+    ship_journal,
     utc_now,
 )
 
@@ -179,7 +185,7 @@ def test_a_journal_rotates_and_every_event_is_stored(tmp_path: Path):
     assert not list((tmp_path / "journal").glob("events-*"))
 
 
-def test_an_existing_events_table_gets_the_idempotency_key(tmp_path: Path):
+def test_an_existing_events_table_gets_the_idempotency_key_and_the_lineage(tmp_path: Path):
     url = f"sqlite:///{tmp_path / 'serving.db'}"
     engine = sa.create_engine(url)
     with engine.begin() as conn:  # the table as the previous release made it
@@ -200,10 +206,25 @@ def test_an_existing_events_table_gets_the_idempotency_key(tmp_path: Path):
         )
     engine.dispose()
     store = EventStore(url, flush_seconds=0.05)
-    store.record(event(1))
+    store.record({**event(1), "mlflow_run_id": "a" * 32, "image": "registry/service:abc"})
     store.close()
     stored = read_events(url)
     assert len(stored) == 2 and stored["event_id"].isna().tolist() == [True, False]
+    assert stored["mlflow_run_id"].tolist() == [None, "a" * 32]
+    assert stored["image"].tolist() == [None, "registry/service:abc"]
+
+
+def test_a_journal_written_before_the_lineage_columns_is_still_shipped(db_url: str, tmp_path):
+    engine = make_engine(db_url)
+    create_schema(engine)
+    journal = Journal.create(tmp_path / "journal")
+    old_line = list(EventStore._row(event(7)))[:-2]  # the previous release's 11 columns
+    journal.append(orjson.dumps(old_line) + b"\n")
+    assert ship_journal(journal, insert_rows(engine), batch_size=10, complete=True) == 1
+    journal.close()
+    engine.dispose()
+    (stored,) = read_events(db_url).itertuples()
+    assert stored.request_id == old_line[2] and stored.mlflow_run_id is None
 
 
 def test_retention_purges_only_events_older_than_the_period(db_url: str):

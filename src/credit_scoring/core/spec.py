@@ -27,7 +27,12 @@ SERVING_ARTIFACTS = "serving"
 REFERENCE_ARTIFACT = "monitoring/reference.parquet"
 # Written into the bento's build context by `make build`: the tag of the model it serves.
 PACKAGED_MODEL_FILE = "credit_scoring/serving/packaged_model.txt"
-BACKGROUND_FILE = "background.parquet"  # rows for the SHAP of non-LightGBM champions
+# Rows for the SHAP of non-LightGBM champions: JSON (with the columns' types), not Parquet,
+# so that the service's image needs no pyarrow (150 MB).
+BACKGROUND_FILE = "background.json"
+# The lineage of a served model: its MLflow run, the commit of the code that trained it and
+# the hash of the data it was trained on (tags of the run, see credit_scoring.lineage).
+LINEAGE_KEYS = ("mlflow_run_id", "git_commit", "data_md5")
 
 
 class ServingLimits(BaseModel):
@@ -72,6 +77,9 @@ class ServingSpec(BaseModel):
     feature_spec: dict[str, Any]
     outlier_bounds: dict[str, dict[str, Any]] = Field(default_factory=dict)
     limits: ServingLimits = Field(default_factory=ServingLimits)
+    # Where the model comes from (``LINEAGE_KEYS``), read from its MLflow run at build time;
+    # the service reports it on /metrics and in every event, the image in its labels.
+    lineage: dict[str, str] = Field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str | Path) -> ServingSpec:
@@ -139,6 +147,14 @@ def aggregate_columns(spec: FeatureSpec) -> list[str]:
         if agg.count_column:
             columns.append(f"{agg.prefix}{agg.count_column}")
     return columns
+
+
+def save_background(frame: pd.DataFrame, path: str | Path) -> None:
+    frame.reset_index(drop=True).to_json(path, orient="table", index=False, double_precision=15)
+
+
+def load_background(path: str | Path) -> pd.DataFrame:
+    return pd.read_json(path, orient="table", precise_float=True)
 
 
 def json_records(frame: pd.DataFrame, columns: list[str]) -> list[dict[str, Any]]:

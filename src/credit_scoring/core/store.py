@@ -70,11 +70,20 @@ events_table = sa.Table(
     sa.Column("probability", sa.Float(), nullable=False),
     sa.Column("decision", sa.String(8), nullable=False),
     sa.Column("threshold", sa.Float(), nullable=False),
+    # lineage: the training run of the model (-> its commit and data hash) and the image
+    sa.Column("mlflow_run_id", sa.String(64), nullable=True),
+    sa.Column("image", sa.String(255), nullable=True, comment="image that served it"),
     sa.Index(f"uq_{EVENTS_TABLE}_event_id", "event_id", unique=True),
 )
 # the order of a journal line (a JSON array) and of the INSERT's parameters
 ROW_COLUMNS = [c.name for c in events_table.columns if c.name != "id"]
 _TIME = ROW_COLUMNS.index("event_time")
+# columns added after the table's first release: a database made before gets them at start-up
+_ADDED_COLUMNS = {
+    "event_id": "VARCHAR(32)",
+    "mlflow_run_id": "VARCHAR(64)",
+    "image": "VARCHAR(255)",
+}
 
 
 def database_url(project_dir: str | Path, environ: dict[str, str] | None = None) -> str:
@@ -135,20 +144,24 @@ def make_engine(url: str) -> Engine:
 
 
 def create_schema(engine: Engine) -> None:
-    """Create the events table, or add ``event_id`` to one made before it existed.
+    """Create the events table, or add the columns a table made before them lacks.
 
     Every process runs this before its first insert (several workers may race here): the
     unique index that ``ON CONFLICT`` needs exists before anything is written.
     """
-    metadata.create_all(engine, tables=[events_table], checkfirst=True)
-    columns = {c["name"] for c in sa.inspect(engine).get_columns(EVENTS_TABLE)}
-    if "event_id" not in columns:
+    try:
+        metadata.create_all(engine, tables=[events_table], checkfirst=True)
+    except sa.exc.DBAPIError:  # another worker created it between the check and the CREATE
+        if not sa.inspect(engine).has_table(EVENTS_TABLE):
+            raise
+    for name, sql_type in _ADDED_COLUMNS.items():
+        if name in {c["name"] for c in sa.inspect(engine).get_columns(EVENTS_TABLE)}:
+            continue
         try:
             with engine.begin() as conn:
-                conn.execute(sa.text(f"ALTER TABLE {EVENTS_TABLE} ADD COLUMN event_id VARCHAR(32)"))
+                conn.execute(sa.text(f"ALTER TABLE {EVENTS_TABLE} ADD COLUMN {name} {sql_type}"))
         except sa.exc.DBAPIError:  # another worker added it first
-            columns = {c["name"] for c in sa.inspect(engine).get_columns(EVENTS_TABLE)}
-            if "event_id" not in columns:
+            if name not in {c["name"] for c in sa.inspect(engine).get_columns(EVENTS_TABLE)}:
                 raise
     with engine.begin() as conn:
         conn.execute(
@@ -337,6 +350,8 @@ class EventStore:
             float(e["probability"]),
             e["decision"],
             float(e["threshold"]),
+            e.get("mlflow_run_id"),
+            e.get("image"),
         )
 
     # --- shutdown ---------------------------------------------------------------------
@@ -393,11 +408,16 @@ def ship_journal(
         lines = data[:end].splitlines(keepends=True)
         for start in range(0, len(lines), batch_size):
             group = lines[start : start + batch_size]
-            insert([tuple(orjson.loads(line)) for line in group])
+            insert([_padded(orjson.loads(line)) for line in group])
             offset += sum(len(line) for line in group)
             journal.set_shipped(offset)
             shipped += len(group)
     return shipped
+
+
+def _padded(row: list[Any]) -> tuple[Any, ...]:
+    """A journal row; one written before the lineage columns existed gets nulls for them."""
+    return (*row, *[None] * (len(ROW_COLUMNS) - len(row)))
 
 
 def placeholder(engine: Engine) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from credit_scoring.core.encoding import category_codes, encode_categories, model_input
-from credit_scoring.core.spec import BACKGROUND_FILE, MODEL_DIR, ServingSpec
+from credit_scoring.core.spec import BACKGROUND_FILE, MODEL_DIR, ServingSpec, load_background
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class Scorer:
                 )
         else:
             self.estimator = load_skops_model(model_path / MODEL_DIR)
-            background = pd.read_parquet(model_path / BACKGROUND_FILE)[self.features]
+            background = load_background(model_path / BACKGROUND_FILE)[self.features]
             # The explainer works on numbers: text columns as codes (the contract's categories).
             declared = {
                 name: list(col.allowed or [])

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from credit_scoring.core.spec import SPEC_FILE, ServingSpec
+from credit_scoring.core.spec import LINEAGE_KEYS, SPEC_FILE, ServingSpec
 from credit_scoring.core.store import ClientFeatureStore, EventStore, time_ordered_id, utc_now
 from credit_scoring.serving import bentoml_fixes
 from credit_scoring.serving.http import ERROR_SCHEMA, ApiGuard
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 else:
     Application = SPEC.request_model()
 ID_COLUMN = SPEC.contract.pseudonymised_id_column
+IMAGE = settings.image or None  # an image built without a reference sets ""
 # Clients can be looked up by id only when the data has one (data_contract.id_column).
 HAS_CLIENTS = SPEC.contract.id_column is not None
 
@@ -78,8 +79,9 @@ JOURNALED = bentoml.metrics.Counter(
 )
 MODEL_INFO = bentoml.metrics.Gauge(
     name="credit_scoring_model_info",
-    documentation="The model being served (value 1), labelled with its registry version",
-    labelnames=["model_name", "model_version", "candidate"],
+    documentation="The model being served (value 1): its registry version, its lineage (MLflow "
+    "run, training commit, data hash) and the image serving it",
+    labelnames=["model_name", "model_version", "candidate", *LINEAGE_KEYS, "image"],
     multiprocess_mode="max",
 )
 
@@ -243,7 +245,11 @@ class CreditScoring:
             gc.collect()
             gc.freeze()
         MODEL_INFO.labels(
-            model_name=SPEC.model_name, model_version=SPEC.model_version, candidate=SPEC.candidate
+            model_name=SPEC.model_name,
+            model_version=SPEC.model_version,
+            candidate=SPEC.candidate,
+            image=IMAGE or "none",
+            **{key: SPEC.lineage.get(key, "unknown") for key in LINEAGE_KEYS},
         ).set(1)
         self.ready = True
         logger.info(
@@ -384,6 +390,8 @@ class CreditScoring:
             "probability": float(probability),
             "decision": decision,
             "threshold": SPEC.threshold,
+            "mlflow_run_id": SPEC.run_id,
+            "image": IMAGE,
         }
 
     def _example(self) -> dict[str, Any]:

@@ -35,6 +35,12 @@ class ServingSettings(BaseSettings):
         description="SQLAlchemy URL of the prediction events and client features; `make serve` "
         "sets it to the project's database (data/09_serving/serving.db)",
     )
+    image: str | None = Field(
+        None,
+        max_length=255,
+        description="the image serving this process (set by the image's build: "
+        "deploy/docker/service.Dockerfile); stored in every event and on /metrics",
+    )
     log_events: bool = Field(True, description="store every scored request as an event")
     event_batch_size: int = Field(500, ge=1, description="events written per transaction")
     event_flush_seconds: float = Field(

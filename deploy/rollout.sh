@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Roll one overlay out with the images deploy.yml built, smoke test it, roll back on failure.
+#   deploy/rollout.sh <overlay> <namespace>
+# Environment: KUBECONFIG_DATA (the kubeconfig, from a secret; written to a private file and
+# never printed), SERVICE_IMAGE and PIPELINE_IMAGE (references by digest).
+set -euo pipefail
+overlay="$1"
+namespace="$2"
+: "${KUBECONFIG_DATA:?the KUBECONFIG secret is empty}" "${SERVICE_IMAGE:?}" "${PIPELINE_IMAGE:?}"
+
+umask 077
+export KUBECONFIG="${RUNNER_TEMP:-$(mktemp -d)}/kubeconfig"
+printf '%s' "${KUBECONFIG_DATA}" > "${KUBECONFIG}"
+root="$(pwd)"
+deployments=(credit-scoring-service credit-scoring-trigger credit-scoring-mlflow)
+
+# What runs now, to go back to (nothing on a first deploy)
+previous_drift="$(kubectl -n "${namespace}" get cronjob credit-scoring-drift \
+  -o jsonpath='{.spec.jobTemplate.spec.template.spec.containers[0].image}' 2>/dev/null || true)"
+
+rollback() {
+  echo "::error::${overlay}: rollout or smoke test failed; rolling back"
+  for deployment in "${deployments[@]}"; do
+    kubectl -n "${namespace}" rollout undo "deployment/${deployment}" || true
+  done
+  if [ -n "${previous_drift}" ]; then
+    kubectl -n "${namespace}" set image cronjob/credit-scoring-drift "monitoring=${previous_drift}" || true
+  fi
+  for deployment in "${deployments[@]}"; do
+    kubectl -n "${namespace}" rollout status "deployment/${deployment}" --timeout=10m || true
+  done
+  exit 1
+}
+
+cd "deploy/k8s/overlays/${overlay}"
+kustomize edit set image "credit-scoring-service=${SERVICE_IMAGE}" "credit-scoring-pipeline=${PIPELINE_IMAGE}"
+kubectl apply -k . || rollback
+for deployment in "${deployments[@]}"; do
+  kubectl -n "${namespace}" rollout status "deployment/${deployment}" --timeout=10m || rollback
+done
+
+cd "${root}"
+kubectl -n "${namespace}" port-forward svc/credit-scoring-service 18080:80 >/dev/null 2>&1 &
+forward=$!
+trap 'kill "${forward}" 2>/dev/null || true' EXIT
+uv run python -m credit_scoring.smoke --url http://127.0.0.1:18080 --wait 120 || rollback
+echo "${overlay}: ${SERVICE_IMAGE} serving in ${namespace}"

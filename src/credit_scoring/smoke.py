@@ -1,0 +1,64 @@
+"""Smoke test of a deployed scoring API: ``python -m credit_scoring.smoke --url URL``.
+
+What the deploy workflow runs after each rollout (through ``kubectl port-forward``), and
+what anyone can run against ``make serve``: ``/readyz`` answers 200, and one application of
+the project's own generator, posted to ``/predict``, gets a probability and a decision.
+Exit code 0 when both hold, 1 otherwise (the workflow then rolls back).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from credit_scoring.monitoring.simulate import population
+from credit_scoring.project_config import PROJECT_ROOT
+
+
+def check(url: str, project: Path = PROJECT_ROOT, wait_seconds: float = 60) -> list[str]:
+    """The problems found (empty: the service answers as it should)."""
+    deadline = time.monotonic() + wait_seconds
+    with httpx.Client(base_url=url, timeout=10) as client:
+        while True:
+            try:
+                ready = client.get("/readyz")
+                if ready.status_code == 200:
+                    break
+                problem = f"/readyz answered {ready.status_code}"
+            except httpx.HTTPError as exc:
+                problem = f"/readyz unreachable: {exc}"
+            if time.monotonic() > deadline:
+                return [problem]
+            time.sleep(2)
+        (application,), _ = population(project, 1, seed=20261123, drift=False)
+        response = client.post("/predict", json={"application": application})
+        if response.status_code != 200:
+            return [f"/predict answered {response.status_code}: {response.text[:300]}"]
+        body = response.json()
+        problems = []
+        if not 0.0 <= float(body.get("probability", -1)) <= 1.0:
+            problems.append(f"/predict gave no probability: {body}")
+        if body.get("decision") not in {"accept", "refuse"}:
+            problems.append(f"/predict gave no decision: {body}")
+        return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", default="http://127.0.0.1:3000")
+    parser.add_argument("--wait", type=float, default=60, help="seconds to wait for /readyz")
+    args = parser.parse_args(argv)
+    problems = check(args.url.rstrip("/"), wait_seconds=args.wait)
+    for problem in problems:
+        print(f"smoke test failed: {problem}", file=sys.stderr)
+    if not problems:
+        print(f"smoke test passed: {args.url} is ready and scores an application")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
