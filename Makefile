@@ -13,7 +13,7 @@ export DO_NOT_TRACK := 1
 export BENTOML_DO_NOT_TRACK := True
 export KEDRO_DISABLE_TELEMETRY := 1
 
-.PHONY: image-pipeline image-service images manifests local-engine
+.PHONY: image-pipeline image-service images bench-images manifests docker-engine local-base
 .PHONY: monitor simulate-traffic simulate-drift simulate-outcomes load-outcomes trigger dashboards monitoring-demo bench-monitoring
 .PHONY: help bootstrap dvc-stages bench-footprint data data-home-credit data-drift run test test-fast lint format ui viz repro dvc-push clean bench-processing bench-training build serve purge-events bench-serving
 
@@ -137,6 +137,13 @@ DOCKER ?= $(shell [ -x /usr/bin/docker ] && echo /usr/bin/docker || echo docker)
 PIPELINE_IMAGE ?= credit-scoring-pipeline
 SERVICE_IMAGE ?= credit-scoring-service
 GIT_COMMIT := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+# The private engine of `make docker-engine`, used when DOCKER_HOST is not set
+ENGINE_SOCKET := $(HOME)/.cache/credit-scoring/docker/docker.sock
+ifeq ($(DOCKER_HOST),)
+ifneq ($(wildcard $(ENGINE_SOCKET)),)
+export DOCKER_HOST := unix://$(ENGINE_SOCKET)
+endif
+endif
 
 image-pipeline: ## Build the pipeline image (kedro jobs, retrain trigger) tagged with the commit
 	DOCKER_BUILDKIT=1 $(DOCKER) build --network host -t $(PIPELINE_IMAGE):$(GIT_COMMIT) \
@@ -149,5 +156,14 @@ image-service: bootstrap ## Build the service image from the latest bento (after
 
 images: image-pipeline image-service ## Both images
 
-manifests: bootstrap ## Regenerate the generated Kubernetes manifests (monitoring, dashboards) and render every overlay
+bench-images: bootstrap ## Image sizes and the service container's cold start vs bare bentoml serve (after make build)
+	$(RUN) python bench/images.py
+
+manifests: bootstrap ## Regenerate deploy/k8s/base/generated/ from monitoring/ (rules, monitors, dashboards)
 	$(RUN) python -m credit_scoring.deploy_manifests
+
+docker-engine: bootstrap ## As root on a host without Docker running: start a private dockerd (no bridge network)
+	$(RUN) python -m credit_scoring.docker_engine start
+
+local-base: bootstrap ## Without a registry: build python:3.11-slim's stand-in from Debian packages; prints its tag
+	@$(RUN) python -m credit_scoring.docker_engine base

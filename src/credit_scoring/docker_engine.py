@@ -19,6 +19,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -69,7 +70,7 @@ class Engine:
     def image_exists(self, image: str) -> bool:
         return self.run("image", "inspect", image).returncode == 0
 
-    def stop(self) -> None:
+    def stop(self, keep_folder: bool = False) -> None:
         """Stop a private engine (and its containers); leave anyone else's alone."""
         if self.process is None:
             return
@@ -82,7 +83,7 @@ class Engine:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=30)
-        if self.folder is not None:
+        if self.folder is not None and not keep_folder:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
@@ -116,7 +117,7 @@ def start_private_engine(folder: Path, timeout: float = 60) -> Engine:
         if socket.exists() and engine.reachable():
             return engine
         time.sleep(0.5)
-    engine.stop()
+    engine.stop(keep_folder=True)
     raise RuntimeError(f"dockerd did not answer in {timeout:.0f} s")
 
 
@@ -188,3 +189,41 @@ def _debootstrap(tarball: Path) -> None:
         partial = tarball.with_suffix(".partial")
         subprocess.run(["tar", "-C", str(root), "-cf", str(partial), "."], check=True)
         partial.replace(tarball)
+
+
+# --- command line: `make docker-engine`, `make local-base` -----------------------------------
+
+ENGINE_FOLDER = CACHE_DIR / "docker"  # images built there survive the engine's restarts
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["start", "stop", "base"])
+    args = parser.parse_args(argv)
+    socket = ENGINE_FOLDER / "docker.sock"
+    if args.command == "start":
+        if Engine(host=os.environ.get("DOCKER_HOST")).reachable():
+            print("A Docker engine is already reachable: nothing to start.")
+            return 0
+        if os.geteuid() != 0:
+            print("Starting dockerd needs root.", file=sys.stderr)
+            return 1
+        started = start_private_engine(ENGINE_FOLDER)
+        print(f"dockerd {started.process.pid if started.process else ''} answers on {started.host}")
+        print("The Makefile uses it; elsewhere: export DOCKER_HOST=" + str(started.host))
+        return 0
+    if args.command == "stop":
+        pidfile = ENGINE_FOLDER / "docker.pid"
+        if pidfile.exists():
+            os.kill(int(pidfile.read_text()), 15)
+            print("dockerd stopped")
+        return 0
+    host = os.environ.get("DOCKER_HOST") or (f"unix://{socket}" if socket.exists() else None)
+    print(local_base_image(Engine(host=host)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
