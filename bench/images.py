@@ -17,7 +17,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,16 +26,11 @@ import urllib.request
 from pathlib import Path
 
 from credit_scoring.docker_engine import SYSTEM_CA_BUNDLE, Engine, engine, local_base_image
+from credit_scoring.monitoring.demo import free_port
 from credit_scoring.project_config import PROJECT_ROOT
 
 ROUNDS = 3
 RESULTS = PROJECT_ROOT / "bench/results/images.json"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_ready(port: int, timeout: float = 120) -> float:

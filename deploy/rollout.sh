@@ -7,6 +7,9 @@ set -euo pipefail
 overlay="$1"
 namespace="$2"
 : "${KUBECONFIG_DATA:?the KUBECONFIG secret is empty}" "${SERVICE_IMAGE:?}" "${PIPELINE_IMAGE:?}"
+for tool in kubectl kustomize uv; do  # all three are on GitHub's ubuntu runners
+  command -v "${tool}" >/dev/null || { echo "::error::${tool} is needed"; exit 1; }
+done
 
 umask 077
 export KUBECONFIG="${RUNNER_TEMP:-$(mktemp -d)}/kubeconfig"

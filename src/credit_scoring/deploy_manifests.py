@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from credit_scoring.generated import write_or_check
 from credit_scoring.project_config import PROJECT_ROOT
 
 MONITORING = PROJECT_ROOT / "monitoring"
@@ -135,24 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="compare instead of writing")
     parser.add_argument("--output", type=Path, default=OUTPUT)
     args = parser.parse_args(argv)
-    stale = []
-    for name, text in render().items():
-        path = args.output / name
-        if args.check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(str(path))
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-            print(f"wrote {path}")
-    if stale:
-        print(
-            f"These manifests differ from monitoring/: {', '.join(stale)}. They are generated: "
-            "run `make manifests` (after `make dashboards` if you changed the dashboards' code).",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    files = {args.output / name: text for name, text in render().items()}
+    return write_or_check(
+        files,
+        args.check,
+        "they are generated from monitoring/: run `make manifests`, after `make dashboards` if "
+        "the dashboards' code changed",
+    )
 
 
 if __name__ == "__main__":

@@ -169,17 +169,18 @@ def _run_service(
     return Container(docker, name)
 
 
-def _wait_ready(container: Container, base: str, timeout: float = 120) -> float:
+def _wait_ready(container: Container, url: str, timeout: float = 120) -> float:
+    """Seconds until ``url`` answers 200; fails with the container's log if it never does."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
         try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+            if httpx.get(url, timeout=2).status_code == 200:
                 return time.monotonic() - start
         except httpx.HTTPError:
             pass
         assert container.running(), container.logs()
         time.sleep(0.2)
-    pytest.fail("the service container was not ready:\n" + container.logs())
+    pytest.fail(f"{url} did not answer 200 in {timeout:.0f} s:\n" + container.logs())
 
 
 def _events(url: str) -> pd.DataFrame:
@@ -229,7 +230,7 @@ def test_service_container_scores_a_known_client_from_postgres(
     container = _run_service(docker, service_image, postgres_clients, tmp_path / "j", port)
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(container, base)
+        _wait_ready(container, f"{base}/readyz")
         client_id = client_features["client_id"].iloc[0]
         response = httpx.get(f"{base}/clients/{client_id}/score", timeout=10)
         assert response.status_code == 200, response.text
@@ -277,7 +278,7 @@ def test_sigterm_under_load_loses_no_acknowledged_event(
                     acknowledged.append(response.json()["request_id"])
 
     try:
-        _wait_ready(container, base)
+        _wait_ready(container, f"{base}/readyz")
         threads = [threading.Thread(target=load) for _ in range(4)]
         for thread in threads:
             thread.start()
@@ -342,18 +343,49 @@ def test_pipeline_image_runs_the_retrain_trigger(
     container = Container(docker, name)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert container.running(), container.logs()
-            time.sleep(0.3)
+        _wait_ready(container, f"{base}/healthz", timeout=60)
         forged = httpx.post(
             f"{base}/alerts", json={}, headers={"Authorization": "Bearer forged"}, timeout=5
         )
         assert forged.status_code == 401
+    finally:
+        container.remove()
+
+
+def test_pipeline_image_serves_mlflow_with_authentication(
+    docker: Engine, pipeline_image: str, tmp_path: Path
+) -> None:
+    """The tracking server of deploy/k8s/base/mlflow.yaml: basic-auth on, as the cluster runs it."""
+    state = tmp_path / "mlflow"
+    state.mkdir()
+    (state / "basic_auth.ini").write_text(
+        "[mlflow]\ndefault_permission = READ\n"
+        "database_uri = sqlite:////var/lib/mlflow/auth.db\n"
+        "admin_username = admin\nadmin_password = test-admin-password-123\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
+    give_to_app_user(state, state / "basic_auth.ini")
+    port = free_port()
+    name = f"mlflow-{port}"
+    result = docker.run(
+        "run", "-d", "--name", name, *RESTRICTED,
+        "-v", f"{state}:/var/lib/mlflow",
+        "-e", "MLFLOW_AUTH_CONFIG_PATH=/var/lib/mlflow/basic_auth.ini",
+        "-e", "MLFLOW_FLASK_SERVER_SECRET_KEY=test-flask-secret",
+        pipeline_image,
+        "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        "--backend-store-uri", "sqlite:////var/lib/mlflow/mlflow.db",
+        "--artifacts-destination", "/var/lib/mlflow/artifacts", "--serve-artifacts",
+        "--app-name", "basic-auth",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    container = Container(docker, name)
+    base = f"http://127.0.0.1:{port}"
+    search = f"{base}/api/2.0/mlflow/experiments/search?max_results=1"
+    try:
+        _wait_ready(container, f"{base}/health", timeout=90)
+        assert httpx.get(search, timeout=10).status_code == 401
+        assert httpx.get(search, auth=("admin", "wrong"), timeout=10).status_code == 401
+        assert httpx.get(search, auth=("admin", "test-admin-password-123"), timeout=10).is_success
     finally:
         container.remove()

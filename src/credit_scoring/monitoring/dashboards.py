@@ -27,6 +27,7 @@ from grafana_foundation_sdk.builders.timeseries import Panel as Timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import DataSourceRef
 
+from credit_scoring.generated import write_or_check
 from credit_scoring.project_config import PROJECT_ROOT
 
 OUTPUT = PROJECT_ROOT / "monitoring/grafana/dashboards"
@@ -349,24 +350,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="compare instead of writing")
     parser.add_argument("--output", type=Path, default=OUTPUT)
     args = parser.parse_args(argv)
-    stale = []
-    for name, build in DASHBOARDS.items():
-        text, path = render(build()), args.output / name
-        if args.check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(str(path))
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-            print(f"wrote {path}")
-    if stale:
-        print(
-            "These dashboards differ from the code in credit_scoring/monitoring/dashboards.py "
-            f"(edit the code, then run `make dashboards`): {', '.join(stale)}",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    files = {args.output / name: render(build()) for name, build in DASHBOARDS.items()}
+    return write_or_check(
+        files,
+        args.check,
+        "edit the code in credit_scoring/monitoring/dashboards.py, then run `make dashboards`",
+    )
 
 
 if __name__ == "__main__":
