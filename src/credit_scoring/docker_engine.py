@@ -185,7 +185,10 @@ def _debootstrap(tarball: Path) -> None:
             "usr/share/locale",
         ):
             for child in (root / sub).glob("*"):
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
         partial = tarball.with_suffix(".partial")
         subprocess.run(["tar", "-C", str(root), "-cf", str(partial), "."], check=True)
         partial.replace(tarball)

@@ -34,7 +34,8 @@ def check(url: str, project: Path = PROJECT_ROOT, wait_seconds: float = 60) -> l
             if time.monotonic() > deadline:
                 return [problem]
             time.sleep(2)
-        (application,), _ = population(project, 1, seed=20261123, drift=False)
+        applications, _ = population(project, 100, seed=20261123, drift=False)  # 100: the least
+        application = applications[0]
         response = client.post("/predict", json={"application": application})
         if response.status_code != 200:
             return [f"/predict answered {response.status_code}: {response.text[:300]}"]

@@ -299,6 +299,44 @@ def test_sigterm_under_load_loses_no_acknowledged_event(
         container.remove()
 
 
+def test_kill_9_under_load_then_a_restart_on_the_same_volume_stores_every_answer(
+    docker: Engine, service_image: str, postgres_clients: str, application: dict[str, Any],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """The journal volume outlives the container (an emptyDir outlives a restart in the pod):
+    the next container on it ships what the killed one answered but had not stored."""
+    journal = tmp_path / "journal"
+    port = free_port()
+    container = _run_service(docker, service_image, postgres_clients, journal, port)
+    base = f"http://127.0.0.1:{port}"
+    acknowledged: list[str] = []
+    try:
+        _wait_ready(container, f"{base}/readyz")
+        with httpx.Client(timeout=10) as client:
+            for _ in range(200):
+                response = client.post(f"{base}/predict", json={"application": application})
+                assert response.status_code == 200, response.text
+                acknowledged.append(response.json()["request_id"])
+        docker.run("kill", "--signal", "KILL", container.name)
+    finally:
+        container.remove()
+    port = free_port()
+    restarted = _run_service(docker, service_image, postgres_clients, journal, port)
+    try:
+        _wait_ready(restarted, f"http://127.0.0.1:{port}/readyz")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            stored = set(_events(postgres_clients)["request_id"])
+            if stored >= set(acknowledged):
+                break
+            time.sleep(0.5)
+        assert not set(acknowledged) - stored, "answered decisions lost after kill -9"
+        assert len(stored & set(acknowledged)) == len(acknowledged)  # each stored once
+        assert _events(postgres_clients)["request_id"].is_unique
+    finally:
+        restarted.remove()
+
+
 def test_pipeline_image_runs_kedro_on_mounted_data(
     docker: Engine, pipeline_image: str, tmp_path: Path
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 import uuid
 from datetime import datetime, timedelta
@@ -169,6 +170,24 @@ def test_a_live_sibling_takes_over_the_journal_of_a_dead_worker(tmp_path: Path):
     finally:
         sibling.close()
     assert not list(sibling.journal_dir.glob("events-*"))
+
+
+def test_a_journal_whose_pid_was_reused_by_a_younger_process_is_taken_over(tmp_path: Path):
+    """A container restart: the dead writer's pid now belongs to a process started later."""
+    url = f"sqlite:///{tmp_path / 'serving.db'}"
+    folder = tmp_path / "journal"
+    folder.mkdir()
+    younger = subprocess.Popen(["sleep", "60"])  # alive, with the dead writer's pid
+    an_hour_ago = time.time_ns() - int(3600e9)
+    old = folder / f"events-{younger.pid}-{an_hour_ago}.jsonl"
+    old.write_bytes(orjson.dumps(list(EventStore._row(event(1)))) + b"\n")
+    sibling = EventStore(url, flush_seconds=0.05, adopt_seconds=0.2, journal=folder)
+    try:
+        assert len(wait_for_events(url, 1, seconds=10)) == 1  # not 10 minutes later
+    finally:
+        sibling.close()
+        younger.kill()
+    assert not old.exists()
 
 
 def test_a_journal_rotates_and_every_event_is_stored(tmp_path: Path):

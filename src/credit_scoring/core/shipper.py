@@ -78,7 +78,8 @@ class Shipper:
             journal = self.live.pop(path, None) or Journal.open(path)
             if journal is None:
                 continue
-            if not mine and _alive(journal.owner()) and not _stale(path, self.stale_seconds):
+            owner_alive = _alive(journal.owner(), journal.created())
+            if not mine and owner_alive and not _stale(path, self.stale_seconds):
                 journal.close()  # a live worker's journal (maybe rotated away): its own shipper's
                 continue
             try:
@@ -114,14 +115,35 @@ class Shipper:
         return done
 
 
-def _alive(pid: int) -> bool:
+def _alive(pid: int, since: float) -> bool:
+    """Whether the journal's writer runs: its pid exists and is not a younger process.
+
+    After a container restart the pid namespace starts again while the journal volume stays:
+    the dead writer's pid is often taken by a process of the new container, which started
+    after the journal was created (``since``, seconds since the epoch).
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    started = _start_time(pid)
+    return started is None or started <= since + 1.0
+
+
+def _start_time(pid: int) -> float | None:
+    """When ``pid`` started (seconds since the epoch), from /proc; None where there is none."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(
+            float(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+    except (OSError, IndexError, StopIteration, ValueError):
+        return None
+    return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime, in ticks
 
 
 def _stale(path: Path, seconds: float) -> bool:

@@ -228,6 +228,10 @@ class Journal:
         """The pid of the process that wrote it (from its name)."""
         return int(self.path.name.split("-")[1])
 
+    def created(self) -> float:
+        """When it was created, in seconds since the epoch (from its name)."""
+        return int(self.path.name.split("-")[2].split(".")[0]) / 1e9
+
     def append(self, data: bytes) -> None:
         _write_all(self.fd, data)
 
