@@ -189,7 +189,8 @@ def _debootstrap(tarball: Path) -> None:
                     shutil.rmtree(child)
                 else:
                     child.unlink()
-        partial = tarball.with_suffix(".partial")
+        # a unique name, then an atomic rename: two builds at once never mix their files
+        partial = tarball.with_name(f".{tarball.name}.{os.getpid()}.partial")
         subprocess.run(["tar", "-C", str(root), "-cf", str(partial), "."], check=True)
         partial.replace(tarball)
 
