@@ -137,6 +137,7 @@ DOCKER ?= $(shell [ -x /usr/bin/docker ] && echo /usr/bin/docker || echo docker)
 PIPELINE_IMAGE ?= credit-scoring-pipeline
 SERVICE_IMAGE ?= credit-scoring-service
 GIT_COMMIT := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+comma := ,
 # The private engine of `make docker-engine`, used when DOCKER_HOST is not set
 ENGINE_SOCKET := $(HOME)/.cache/credit-scoring/docker/docker.sock
 ifeq ($(DOCKER_HOST),)
@@ -148,7 +149,7 @@ endif
 image-pipeline: ## Build the pipeline image (kedro jobs, retrain trigger) tagged with the commit
 	DOCKER_BUILDKIT=1 $(DOCKER) build --network host -t $(PIPELINE_IMAGE):$(GIT_COMMIT) \
 		--build-arg GIT_COMMIT=$(GIT_COMMIT) $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) \
-		$(if $(CA_BUNDLE),--secret id=ca,src=$(CA_BUNDLE)) .
+		$(if $(CA_BUNDLE),--secret id=ca$(comma)src=$(CA_BUNDLE)) .
 
 image-service: bootstrap ## Build the service image from the latest bento (after make build)
 	DOCKER="$(DOCKER)" $(RUN) python -m credit_scoring.containerize --repository $(SERVICE_IMAGE) \
