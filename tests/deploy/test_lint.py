@@ -140,3 +140,18 @@ def test_retrain_workflow_answers_the_triggers_dispatch():
 def test_deploy_scripts_parse(script):
     result = subprocess.run(["bash", "-n", str(PROJECT_ROOT / script)], capture_output=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_make_passes_the_build_options_to_docker():
+    """`make images BASE_IMAGE=... CA_BUNDLE=...` (dry run): each option reaches the build."""
+    result = subprocess.run(
+        [
+            "make", "-n", "image-pipeline", "image-service", "DOCKER=docker",
+            "BASE_IMAGE=mirror/python:3.11-slim", "CA_BUNDLE=/etc/proxy/ca.crt",
+        ],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "--secret id=ca,src=/etc/proxy/ca.crt" in result.stdout
+    assert "--build-arg BASE_IMAGE=mirror/python:3.11-slim" in result.stdout
+    assert "--base-image mirror/python:3.11-slim --ca-bundle /etc/proxy/ca.crt" in result.stdout
