@@ -22,6 +22,7 @@ import yaml
 
 from credit_scoring import deploy_manifests
 from credit_scoring.core.store import EventStore
+from credit_scoring.monitoring.backends import Request, job_manifest
 from credit_scoring.project_config import PROJECT_ROOT
 from credit_scoring.serving.settings import ServingSettings
 from tests.conftest import require_binary
@@ -315,3 +316,26 @@ def test_overlays_differ_in_what_an_environment_changes():
         for o in (staging, prod)
     ]
     assert namespaces[0] != namespaces[1]
+
+
+def test_the_job_the_trigger_creates_from_the_shipped_template_is_valid(rendered):
+    """What KubernetesBackend sends: the ConfigMap's template, named, labelled, with its image."""
+    _, objects = rendered
+    trigger = by_name(objects, "Deployment", "credit-scoring-trigger")
+    (container,) = trigger["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    request = Request(
+        retrain_id="0189abcdef0123456789abcdef012345",
+        model_name="credit_scoring",
+        alertnames=["CreditScoringDatasetDrift"],
+        fingerprints=["0123456789abcdef"],
+    )
+    job = job_manifest(
+        job_template(objects), request, env["CREDIT_SCORING_TRIGGER_KUBERNETES_IMAGE"]
+    )
+    for version in KUBERNETES_VERSIONS:
+        kubernetes_validate.validate(job, version, strict=True)
+    (retrain,) = job["spec"]["template"]["spec"]["containers"]
+    assert retrain["image"] == container["image"]  # the image of the same commit
+    assert {"name": "CREDIT_SCORING_RETRAIN_ID", "value": request.retrain_id} in retrain["env"]
+    assert len(job["metadata"]["name"]) <= 63
