@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from credit_scoring.core.store import EVENTS_TABLE, replace_client_features
 from credit_scoring.docker_engine import SYSTEM_CA_BUNDLE, Engine, engine, local_base_image
 from credit_scoring.project_config import PROJECT_ROOT
-from credit_scoring.sandbox import make_project_copy
+from credit_scoring.sandbox import make_project_copy, quick_training
 from credit_scoring.synthetic import main as generate_main
 from tests.conftest import TEST_KEY, postgres_schema_url, require_binary
 from tests.serving.conftest import free_port
@@ -140,8 +140,11 @@ class Container:
         self.docker, self.name = docker, name
 
     def logs(self) -> str:
+        return self.logs_all()[-4000:]
+
+    def logs_all(self) -> str:
         result = self.docker.run("logs", self.name)
-        return (result.stdout + result.stderr)[-4000:]
+        return result.stdout + result.stderr
 
     def running(self) -> bool:
         result = self.docker.run("inspect", "-f", "{{.State.Running}}", self.name)
@@ -390,10 +393,10 @@ def test_pipeline_image_runs_the_retrain_trigger(
         container.remove()
 
 
-def test_pipeline_image_serves_mlflow_with_authentication(
-    docker: Engine, pipeline_image: str, tmp_path: Path
-) -> None:
-    """The tracking server of deploy/k8s/base/mlflow.yaml: basic-auth on, as the cluster runs it."""
+@pytest.fixture
+def mlflow_server(docker: Engine, pipeline_image: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """The tracking server of deploy/k8s/base/mlflow.yaml, from the pipeline image:
+    basic-auth on, artifacts served by the server, run as the cluster runs it."""
     state = tmp_path / "mlflow"
     state.mkdir()
     (state / "basic_auth.ini").write_text(
@@ -418,12 +421,57 @@ def test_pipeline_image_serves_mlflow_with_authentication(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     container = Container(docker, name)
-    base = f"http://127.0.0.1:{port}"
-    search = f"{base}/api/2.0/mlflow/experiments/search?max_results=1"
+    url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(container, f"{base}/health", timeout=90)
-        assert httpx.get(search, timeout=10).status_code == 401
-        assert httpx.get(search, auth=("admin", "wrong"), timeout=10).status_code == 401
-        assert httpx.get(search, auth=("admin", "test-admin-password-123"), timeout=10).is_success
+        _wait_ready(container, f"{url}/health", timeout=90)
+        yield {"url": url, "auth": ("admin", "test-admin-password-123"), "container": container}
     finally:
         container.remove()
+
+
+def test_pipeline_image_serves_mlflow_with_authentication(mlflow_server: dict[str, Any]) -> None:
+    search = f"{mlflow_server['url']}/api/2.0/mlflow/experiments/search?max_results=1"
+    assert httpx.get(search, timeout=10).status_code == 401
+    assert httpx.get(search, auth=("admin", "wrong"), timeout=10).status_code == 401
+    assert httpx.get(search, auth=mlflow_server["auth"], timeout=10).is_success
+
+
+def test_a_training_job_in_the_image_registers_a_champion_on_the_tracking_server(
+    docker: Engine, pipeline_image: str, mlflow_server: dict[str, Any], tmp_path: Path
+) -> None:
+    """The retraining Job's set-up: the pipeline image, read-only and non-root, `KEDRO_ENV=prod`,
+    data on a volume, MLflow behind basic-auth with its artifacts served by the server."""
+    root = make_project_copy(tmp_path / "project")
+    quick_training(root)
+    generate_main(["--n-applications", "2000", "--output-dir", str(root / "data/01_raw")])
+    give_to_app_user(*[root / "data", *(root / "data").rglob("*")])
+    user, password = mlflow_server["auth"]
+    result = docker.run(
+        "run", "--rm", *RESTRICTED,
+        "-v", f"{root / 'data'}:/app/data",
+        "-v", f"{root / 'conf/base'}:/app/conf/base:ro",  # the quick search
+        "-e", "KEDRO_ENV=prod",
+        "-e", f"CREDIT_SCORING_PSEUDONYMISATION_KEY={TEST_KEY}",
+        "-e", f"MLFLOW_TRACKING_URI={mlflow_server['url']}",
+        "-e", f"MLFLOW_TRACKING_USERNAME={user}",
+        "-e", f"MLFLOW_TRACKING_PASSWORD={password}",
+        pipeline_image, "kedro", "run",
+        timeout=1500,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    api = f"{mlflow_server['url']}/api/2.0/mlflow"
+    champion = httpx.get(
+        f"{api}/registered-models/alias",
+        params={"name": "credit_scoring", "alias": "champion"},
+        auth=mlflow_server["auth"],
+        timeout=10,
+    )
+    assert champion.status_code == 200, champion.text
+    run_id = champion.json()["model_version"]["run_id"]
+    run = httpx.get(f"{api}/runs/get", params={"run_id": run_id}, auth=mlflow_server["auth"])
+    params = run.json()["run"]["data"]["params"]
+    tags = {t["key"]: t["value"] for t in run.json()["run"]["data"]["tags"]}
+    assert tags["git_commit"] == "0123456789abcdef0123456789abcdef01234567"  # the image's
+    # each parameter sent once per run, not before every node (one request per key)
+    sent = mlflow_server["container"].logs_all().count("/runs/log-parameter")
+    assert len(params) > 100 and sent <= len(params), (sent, len(params))
