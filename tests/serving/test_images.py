@@ -154,22 +154,26 @@ class Container:
         self.docker.run("rm", "-f", self.name, timeout=120)
 
 
+def _start(docker: Engine, name: str, *args: str) -> Container:
+    """``docker run -d`` with the cluster's restrictions; the test removes it."""
+    result = docker.run("run", "-d", "--name", name, *RESTRICTED, *args)
+    assert result.returncode == 0, result.stderr
+    return Container(docker, name)
+
+
 def _run_service(
     docker: Engine, image: str, database_url: str, journal: Path, port: int
 ) -> Container:
     journal.mkdir(parents=True, exist_ok=True)
     give_to_app_user(journal)  # the volume the cluster mounts (an emptyDir)
-    name = f"service-{port}"
-    result = docker.run(
-        "run", "-d", "--name", name, *RESTRICTED,
+    return _start(
+        docker, f"service-{port}",
         "-v", f"{journal}:/var/lib/credit-scoring/journal",
         "-e", "BENTOML_HOST=127.0.0.1",
         "-e", f"BENTOML_PORT={port}",
         "-e", f"CREDIT_SCORING_DATABASE_URL={database_url}",
         image,
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    return Container(docker, name)
 
 
 def _wait_ready(container: Container, url: str, timeout: float = 120) -> float:
@@ -366,12 +370,11 @@ def test_pipeline_image_runs_the_retrain_trigger(
     docker: Engine, pipeline_image: str, tmp_path: Path
 ) -> None:
     port = free_port()
-    name = f"trigger-{port}"
     database = tmp_path / "db"
     database.mkdir()
     give_to_app_user(database)
-    result = docker.run(
-        "run", "-d", "--name", name, *RESTRICTED,
+    container = _start(
+        docker, f"trigger-{port}",
         "-v", f"{database}:/var/lib/trigger",
         "-e", "CREDIT_SCORING_ENVIRONMENT=staging",
         "-e", "CREDIT_SCORING_TRIGGER_TOKEN=s3cret-token",
@@ -380,8 +383,6 @@ def test_pipeline_image_runs_the_retrain_trigger(
         "python", "-m", "credit_scoring.monitoring.trigger", "--host", "127.0.0.1",
         "--port", str(port),
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    container = Container(docker, name)
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(container, f"{base}/healthz", timeout=60)
@@ -407,9 +408,8 @@ def mlflow_server(docker: Engine, pipeline_image: str, tmp_path: Path) -> Iterat
     )
     give_to_app_user(state, state / "basic_auth.ini")
     port = free_port()
-    name = f"mlflow-{port}"
-    result = docker.run(
-        "run", "-d", "--name", name, *RESTRICTED,
+    container = _start(
+        docker, f"mlflow-{port}",
         "-v", f"{state}:/var/lib/mlflow",
         "-e", "MLFLOW_AUTH_CONFIG_PATH=/var/lib/mlflow/basic_auth.ini",
         "-e", "MLFLOW_FLASK_SERVER_SECRET_KEY=test-flask-secret",
@@ -419,8 +419,6 @@ def mlflow_server(docker: Engine, pipeline_image: str, tmp_path: Path) -> Iterat
         "--artifacts-destination", "/var/lib/mlflow/artifacts", "--serve-artifacts",
         "--app-name", "basic-auth",
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    container = Container(docker, name)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(container, f"{url}/health", timeout=90)
