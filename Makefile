@@ -15,7 +15,7 @@ export KEDRO_DISABLE_TELEMETRY := 1
 
 .PHONY: image-pipeline image-service images bench-images manifests docker-engine local-base
 .PHONY: monitor simulate-traffic simulate-drift simulate-outcomes load-outcomes trigger dashboards monitoring-demo bench-monitoring
-.PHONY: help bootstrap dvc-stages bench-footprint data data-home-credit data-drift run test test-fast lint format ui viz repro dvc-push clean bench-processing bench-training build serve purge-events bench-serving
+.PHONY: help bootstrap dvc-stages bench-footprint data data-home-credit data-drift run test test-fast lint format ui viz repro dvc-push clean bench-processing bench-training build serve dashboard token purge-events bench-serving
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -61,7 +61,15 @@ serve: bootstrap ## Serve the latest bento on 127.0.0.1:3000 with the project's 
 	CREDIT_SCORING_DATABASE_URL="$${CREDIT_SCORING_DATABASE_URL:-$(DATABASE)}" \
 		$(RUN) bentoml serve $${BENTO:-credit_scoring:latest} --host 127.0.0.1 --port $${PORT:-3000}
 
-purge-events: bootstrap ## Delete prediction events older than serving.events.retention_days
+dashboard: bootstrap ## The advisor dashboard on 127.0.0.1:8501, on the API at SERVICE_URL (after make serve)
+	CREDIT_SCORING_DASHBOARD_API_URL="$${CREDIT_SCORING_DASHBOARD_API_URL:-$(SERVICE_URL)}" \
+		$(RUN) streamlit run src/credit_scoring/dashboard/app.py --server.port $${DASHBOARD_PORT:-8501}
+
+token: bootstrap ## Print a short-lived development token: make token ROLE=advisor SUB=alice
+	@test -n "$(ROLE)" -a -n "$(SUB)" || { echo "usage: make token ROLE=advisor|scoring SUB=<who>" >&2; exit 2; }
+	@$(RUN) python -m credit_scoring.core.tokens --role "$(ROLE)" --sub "$(SUB)"
+
+purge-events: bootstrap ## Delete prediction events (and access audit records) past their retention
 	$(RUN) python -m credit_scoring.retention
 
 ui: bootstrap ## Open the MLflow UI on the embedded store (127.0.0.1:5000)

@@ -35,12 +35,14 @@ from typing import Any
 import httpx
 import pandas as pd
 
+from credit_scoring.core.tokens import mint_development_token
 from credit_scoring.project_config import PROJECT_ROOT
 
 RESULTS = PROJECT_ROOT / "bench" / "results" / "serving.json"
 LUA = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {token}"
 local f = io.open("{body}"); wrk.body = f:read("*a"); f:close()
 done = function(summary, latency, requests)
   for _, p in pairs({{50, 90, 95, 99, 99.9}}) do
@@ -51,6 +53,55 @@ done = function(summary, latency, requests)
     + summary.errors.status + summary.errors.timeout))
 end
 """
+
+
+def verification_cost(repeat: int = 2000) -> dict[str, float]:
+    """Microseconds per token verification, in this process: the development key (HS256)
+    and an RS256 key served as a JWKS by a local HTTP server (cached, as in production)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from credit_scoring.core.tokens import AuthSettings, Verifier, mint_development_token
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key())), "kid": "k"}
+    body = json.dumps({"keys": [jwk]}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    now = int(time.time())
+    claims = {"iss": "i", "aud": "a", "sub": "s", "roles": ["scoring"], "iat": now}
+    rs = Verifier(
+        AuthSettings(
+            jwks_url=f"http://127.0.0.1:{server.server_address[1]}/", issuer="i", audience="a"
+        )
+    )
+    rs_token = jwt.encode(
+        {**claims, "exp": now + 600}, key, algorithm="RS256", headers={"kid": "k"}
+    )
+    hs = Verifier(AuthSettings())
+    hs_token = mint_development_token("bench", ["scoring"])
+    out = {}
+    for name, verifier, token in (("hs256_us", hs, hs_token), ("rs256_jwks_us", rs, rs_token)):
+        verifier.verify(token)  # the JWKS fetch happens once, here
+        start = time.perf_counter()
+        for _ in range(repeat):
+            verifier.verify(token)
+        out[name] = round((time.perf_counter() - start) / repeat * 1e6, 1)
+    server.shutdown()
+    return out
 
 
 def free_port() -> int:
@@ -92,7 +143,9 @@ def serve_bento(
 
 def wrk(url: str, body: Path, seconds: int, connections: int, work: Path) -> dict[str, Any]:
     script = work / f"{body.stem}.lua"
-    script.write_text(LUA.format(body=body))
+    # every target gets the same header; the API verifies it (a development token, HS256)
+    token = mint_development_token("bench-serving", ["scoring"], minutes=180)
+    script.write_text(LUA.format(body=body, token=token))
     out = subprocess.run(
         [
             "wrk",
@@ -331,6 +384,12 @@ def main() -> None:
         # every answered /predict and /explain of the events server is in its database
         "every_answered_decision_stored": int(stored["n"].iloc[0]) >= answered,
     }
+    verification = verification_cost()
+    # the share of one /predict's server time that the token check takes (2 workers saturated)
+    per_request_us = 1e6 * args.workers / api["requests_per_s"]
+    ratios["token_verification_share_of_predict"] = round(
+        verification["hs256_us"] / per_request_us, 4
+    )
     result = {
         "benchmark": "serving",
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -349,6 +408,7 @@ def main() -> None:
             "server_workers": args.workers,
         },
         "median_of_rounds": summary,
+        "token_verification": verification,
         "ratios": ratios,
         "targets_met": targets_met,
         "events_stored_by_api_predict_server": int(stored["n"].iloc[0]),

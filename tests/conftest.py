@@ -1,4 +1,5 @@
-"""Shared fixtures: the project's own configuration and small generated tables."""
+"""Shared fixtures: the project's own configuration and small generated tables; the trained
+project, its bento and its running API (tests/serving_fixtures.py) for serving and dashboard."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="bentoml-test-")
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 
 TEST_KEY = "test-key-0123456789abcdef0123456789abcdef"
+pytest_plugins = ["tests.serving_fixtures"]
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,7 @@ from credit_scoring.core.processing import load_processing
 from credit_scoring.core.spec import (
     BACKGROUND_FILE,
     LINEAGE_KEYS,
+    MODEL_CARD_ARTIFACT,
     MODEL_DIR,
     PACKAGED_MODEL_FILE,
     SERVING_ARTIFACTS,
@@ -112,6 +113,7 @@ def import_champion(
         outlier_bounds=logged["outlier_bounds"],
         limits=ServingLimits.model_validate(limits or {}),
         lineage=run_lineage(client, run_id),
+        card=(_run_artifact(run_id, MODEL_CARD_ARTIFACT) if run_id else None) or {},
     )
     local = mlflow.artifacts.download_artifacts(uri)
     labels = {"stage": alias, "candidate": spec.candidate}

@@ -1,8 +1,9 @@
-"""Delete prediction events and loan outcomes older than the retention period (GDPR
-storage limitation).
+"""Delete prediction events, loan outcomes and access audit records older than their
+retention periods (GDPR storage limitation).
 
 ``python -m credit_scoring.retention`` (``make purge-events``) reads
-``serving.events.retention_days`` from the project's parameters, or ``--days``, and the
+``serving.events.retention_days`` and ``serving.audit.retention_days`` from the project's
+parameters, or ``--days`` (both), and the
 database from ``CREDIT_SCORING_DATABASE_URL``. Run it daily (a cron job or a Kubernetes
 CronJob); it prints how many events and outcomes it deleted.
 """
@@ -13,7 +14,7 @@ import argparse
 import logging
 
 from credit_scoring.core.spec import ServingConfig
-from credit_scoring.core.store import database_url, purge_events
+from credit_scoring.core.store import AUDIT_TABLE, database_url, purge_events
 from credit_scoring.monitoring.store import purge_outcomes
 from credit_scoring.project_config import PROJECT_ROOT, project_parameters
 
@@ -25,18 +26,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=None, help="override retention_days")
     parser.add_argument("--env", default=None, help="Kedro configuration environment")
     args = parser.parse_args(argv)
-    days = args.days
+    days = audit_days = args.days
     if days is None:
         serving = ServingConfig.model_validate(project_parameters(args.env).get("serving", {}))
-        days = serving.events.retention_days
+        days, audit_days = serving.events.retention_days, serving.audit.retention_days
+    assert audit_days is not None
     url = database_url(PROJECT_ROOT)
     deleted = purge_events(url, days)
     outcomes = purge_outcomes(url, days)
+    audited = purge_events(url, audit_days, table=AUDIT_TABLE)
     print(
         f"Deleted {deleted} prediction event(s) and {outcomes} loan outcome(s) older than "
-        f"{days} day(s)."
+        f"{days} day(s), and {audited} access audit record(s) older than {audit_days} day(s)."
     )
-    return deleted + outcomes
+    return deleted + outcomes + audited
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 What the deploy workflow runs after each rollout (through ``kubectl port-forward``), and
 what anyone can run against ``make serve``: ``/readyz`` answers 200, and one application of
 the project's own generator, posted to ``/predict``, gets a probability and a decision.
-Exit code 0 when both hold, 1 otherwise (the workflow then rolls back).
+Exit code 0 when both hold, 1 otherwise (the workflow then rolls back). A production API
+needs a real token: ``CREDIT_SCORING_API_TOKEN`` (see docs/deploy.md).
 """
 
 from __future__ import annotations
@@ -15,14 +16,23 @@ from pathlib import Path
 
 import httpx
 
+from credit_scoring.core.tokens import bearer
 from credit_scoring.monitoring.simulate import population
 from credit_scoring.project_config import PROJECT_ROOT
 
 
-def check(url: str, project: Path = PROJECT_ROOT, wait_seconds: float = 60) -> list[str]:
-    """The problems found (empty: the service answers as it should)."""
+def check(
+    url: str, project: Path = PROJECT_ROOT, wait_seconds: float = 60, token: str | None = None
+) -> list[str]:
+    """The problems found (empty: the service answers as it should).
+
+    The bearer token: ``token``, else ``CREDIT_SCORING_API_TOKEN`` (a service account's
+    token of role ``scoring`` from the identity provider: what the deploy workflow sets),
+    else a development token (a service in development only accepts those).
+    """
     deadline = time.monotonic() + wait_seconds
-    with httpx.Client(base_url=url, timeout=10) as client:
+    headers = bearer(token, subject="smoke-test")
+    with httpx.Client(base_url=url, timeout=10, headers=headers) as client:
         while True:
             try:
                 ready = client.get("/readyz")

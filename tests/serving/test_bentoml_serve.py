@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from credit_scoring.core.store import read_events
-from tests.serving.conftest import free_port, start_server, stop_server
+from tests.serving_fixtures import auth, free_port, start_server, stop_server, token
 
 pytestmark = pytest.mark.integration
 
@@ -56,21 +56,29 @@ def test_scoring_through_the_bentoml_client(server, application, client_features
     import bentoml
 
     client_id = client_features["client_id"].iloc[0]
-    with bentoml.SyncHTTPClient(server["url"]) as client:
+    with bentoml.SyncHTTPClient(server["url"], token=token()) as client:
         prediction = client.predict(application=application)
         explanation = client.explain(application=application, client_id=client_id)
     assert prediction["decision"] in ("accept", "refuse")
     assert explanation["probability"] == pytest.approx(prediction["probability"], abs=1e-12)
-    by_id = httpx.get(f"{server['url']}/clients/{client_id}/score").json()
+    by_id = httpx.get(f"{server['url']}/clients/{client_id}/score", headers=auth()).json()
     assert by_id["probability"] == pytest.approx(prediction["probability"], abs=1e-12)
 
 
 def test_prometheus_metrics(server, application):
-    httpx.post(f"{server['url']}/predict", json={"application": application})
+    httpx.post(f"{server['url']}/predict", headers=auth(), json={"application": application})
     httpx.post(
-        f"{server['url']}/predict", json={"application": {**application, "CODE_GENDER": "?"}}
+        f"{server['url']}/predict",
+        json={"application": {**application, "CODE_GENDER": "?"}},
+        headers=auth(),
     )
+    assert httpx.get(f"{server['url']}/model/card").status_code == 401
+    scoring = auth(role="scoring", subject="svc-metrics")
+    assert httpx.get(f"{server['url']}/clients/search", headers=scoring).status_code == 403
     text = httpx.get(f"{server['url']}/metrics").text
+    for reason, endpoint in (("no_token", "/model/card"), ("forbidden", "/clients/search")):
+        line = f'credit_scoring_rejected_requests_total{{endpoint="{endpoint}",reason="{reason}"}}'
+        assert re.search(f"^{re.escape(line)} [1-9]", text, re.M), reason
     decisions = sum(
         float(v)
         for v in re.findall(r'^credit_scoring_decisions_total\{decision="\w+"\} (\S+)', text, re.M)
@@ -105,6 +113,8 @@ def test_fuzzing_finds_no_server_error_and_no_schema_violation(server, tmp_path)
             "examples,fuzzing",
             "--seed",
             "20261122",
+            "--header",
+            f"Authorization: Bearer {token()}",
             "--workers",
             "2",
             "--request-timeout",
@@ -124,7 +134,7 @@ def test_fuzzing_finds_no_server_error_and_no_schema_violation(server, tmp_path)
 
 def test_clean_shutdown_loses_no_acknowledged_prediction(server, application):
     acknowledged = []
-    with httpx.Client(base_url=server["url"]) as client:
+    with httpx.Client(base_url=server["url"], headers=auth()) as client:
         for i in range(200):
             body = {"application": {**application, "AMT_CREDIT": 100_000.0 + i}}
             response = client.post("/predict", json=body)
@@ -158,7 +168,7 @@ def test_make_serve_uses_the_projects_database(bento, trained_project, client_fe
     try:
         before = len(read_events(database))
         client_id = client_features["client_id"].iloc[3]
-        response = httpx.get(f"{base}/clients/{client_id}/score", timeout=10)
+        response = httpx.get(f"{base}/clients/{client_id}/score", headers=auth(), timeout=10)
         assert response.status_code == 200, response.text
         request_id = response.json()["request_id"]
         deadline = time.monotonic() + 20

@@ -25,7 +25,7 @@ import psutil
 import pytest
 
 from credit_scoring.core.store import read_events
-from tests.serving.conftest import free_port, start_server, stop_server
+from tests.serving_fixtures import auth, free_port, start_server, stop_server
 
 pytestmark = pytest.mark.integration
 
@@ -92,7 +92,7 @@ def folder_bytes(folder: Path) -> int:
 async def hammer(base: str, paths: list[str], concurrency: int = 16) -> list[int]:
     statuses: list[int] = []
     queue = list(reversed(paths))
-    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=30, headers=auth()) as client:
 
         async def one() -> None:
             while queue:
@@ -110,7 +110,10 @@ def timed_get(url: str) -> tuple[float, httpx.Response]:
 
 def test_random_urls_leave_metrics_bounded_and_fast(served, application):
     base = served["url"]
-    assert httpx.post(f"{base}/predict", json={"application": application}).status_code == 200
+    assert (
+        httpx.post(f"{base}/predict", headers=auth(), json={"application": application}).status_code
+        == 200
+    )
     httpx.get(f"{base}/metrics")
     before_text = httpx.get(f"{base}/metrics").text
     folder = multiprocess_dir(served["process"])
@@ -136,7 +139,9 @@ def test_random_urls_leave_metrics_bounded_and_fast(served, application):
     assert others and float(others.group(1)) >= 10_000  # counted, in one series
     # /predict is unaffected
     start = time.perf_counter()
-    response = httpx.post(f"{base}/predict", json={"application": application}, timeout=10)
+    response = httpx.post(
+        f"{base}/predict", headers=auth(), json={"application": application}, timeout=10
+    )
     elapsed = time.perf_counter() - start
     assert response.status_code == 200 and elapsed < 1.0
 
@@ -147,22 +152,26 @@ def test_no_pseudonym_in_metrics_or_logs_and_refusals_are_one_line(
     base = served["url"]
     known = client_features["client_id"].iloc[5]
     unknown = "e" * 64
-    assert httpx.get(f"{base}/clients/{known}/score").status_code == 200
-    assert httpx.get(f"{base}/clients/{known}/explain").status_code == 200
-    assert httpx.get(f"{base}/clients/{unknown}/score").status_code == 404
-    assert httpx.get(f"{base}/clients/{known}/nothing").status_code == 404
+    assert httpx.get(f"{base}/clients/{known}/score", headers=auth()).status_code == 200
+    assert httpx.get(f"{base}/clients/{known}/explain", headers=auth()).status_code == 200
+    assert httpx.get(f"{base}/clients/{unknown}/score", headers=auth()).status_code == 404
+    assert httpx.get(f"{base}/clients/{known}/nothing", headers=auth()).status_code == 404
     refusals = {
         "invalid": httpx.post(
-            f"{base}/predict", json={"application": {**application, "CODE_GENDER": "?"}}
+            f"{base}/predict",
+            json={"application": {**application, "CODE_GENDER": "?"}},
+            headers=auth(),
         ),
-        "empty batch": httpx.post(f"{base}/predict_batch", json={"applications": []}),
+        "empty batch": httpx.post(
+            f"{base}/predict_batch", headers=auth(), json={"applications": []}
+        ),
         "not json": httpx.post(
-            f"{base}/predict", content=b"x", headers={"content-type": "text/plain"}
+            f"{base}/predict", content=b"x", headers={**auth(), "content-type": "text/plain"}
         ),
         "too large": httpx.post(
             f"{base}/predict",
             content=b"{" + b" " * 3_000_000 + b"}",
-            headers={"content-type": "application/json"},
+            headers={**auth(), "content-type": "application/json"},
         ),
     }
     assert {k: r.status_code for k, r in refusals.items()} == {
@@ -211,7 +220,7 @@ def test_kill_9_of_a_worker_under_load_loses_no_answered_decision(served, applic
     async def load() -> None:
         nonlocal failed
         deadline = time.monotonic() + 8
-        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        async with httpx.AsyncClient(base_url=base, timeout=10, headers=auth()) as client:
 
             async def one(n: int) -> None:
                 nonlocal failed

@@ -31,7 +31,7 @@ from credit_scoring.project_config import PROJECT_ROOT
 from credit_scoring.sandbox import make_project_copy, quick_training
 from credit_scoring.synthetic import main as generate_main
 from tests.conftest import TEST_KEY, postgres_schema_url, require_binary
-from tests.serving.conftest import free_port
+from tests.serving_fixtures import auth, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -239,7 +239,7 @@ def test_service_container_scores_a_known_client_from_postgres(
     try:
         _wait_ready(container, f"{base}/readyz")
         client_id = client_features["client_id"].iloc[0]
-        response = httpx.get(f"{base}/clients/{client_id}/score", timeout=10)
+        response = httpx.get(f"{base}/clients/{client_id}/score", headers=auth(), timeout=10)
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["decision"] in {"accept", "refuse"}
@@ -278,7 +278,9 @@ def test_sigterm_under_load_loses_no_acknowledged_event(
         with httpx.Client(timeout=10) as client:
             while not stop.is_set():
                 try:
-                    response = client.post(f"{base}/predict", json={"application": application})
+                    response = client.post(
+                        f"{base}/predict", json={"application": application}, headers=auth()
+                    )
                 except httpx.HTTPError:
                     continue  # refused while stopping: not acknowledged, nothing owed
                 if response.status_code == 200:
@@ -321,7 +323,9 @@ def test_kill_9_under_load_then_a_restart_on_the_same_volume_stores_every_answer
         _wait_ready(container, f"{base}/readyz")
         with httpx.Client(timeout=10) as client:
             for _ in range(200):
-                response = client.post(f"{base}/predict", json={"application": application})
+                response = client.post(
+                    f"{base}/predict", json={"application": application}, headers=auth()
+                )
                 assert response.status_code == 200, response.text
                 acknowledged.append(response.json()["request_id"])
         docker.run("kill", "--signal", "KILL", container.name)

@@ -15,9 +15,11 @@ import pytest
 import sqlalchemy as sa
 
 from credit_scoring.core.store import (
+    AUDIT_TABLE,
     ClientFeatureStore,
     EventStore,
     Journal,
+    _event_row,
     create_schema,
     insert_rows,
     make_engine,
@@ -180,7 +182,7 @@ def test_a_journal_whose_pid_was_reused_by_a_younger_process_is_taken_over(tmp_p
     younger = subprocess.Popen(["sleep", "60"])  # alive, with the dead writer's pid
     an_hour_ago = time.time_ns() - int(3600e9)
     old = folder / f"events-{younger.pid}-{an_hour_ago}.jsonl"
-    old.write_bytes(orjson.dumps(list(EventStore._row(event(1)))) + b"\n")
+    old.write_bytes(orjson.dumps(list(_event_row(event(1)))) + b"\n")
     sibling = EventStore(url, flush_seconds=0.05, adopt_seconds=0.2, journal=folder)
     try:
         assert len(wait_for_events(url, 1, seconds=10)) == 1  # not 10 minutes later
@@ -237,7 +239,7 @@ def test_a_journal_written_before_the_lineage_columns_is_still_shipped(db_url: s
     engine = make_engine(db_url)
     create_schema(engine)
     journal = Journal.create(tmp_path / "journal")
-    old_line = list(EventStore._row(event(7)))[:-2]  # the previous release's 11 columns
+    old_line = list(_event_row(event(7)))[:-2]  # the previous release's 11 columns
     journal.append(orjson.dumps(old_line) + b"\n")
     assert ship_journal(journal, insert_rows(engine), batch_size=10, complete=True) == 1
     journal.close()
@@ -268,16 +270,60 @@ def test_retention_command_reads_the_configured_period(tmp_path: Path, monkeypat
     store.record_many([event(0, when=utc_now() - timedelta(days=3650)), event(1)])
     store.close()
     monkeypatch.setenv("CREDIT_SCORING_DATABASE_URL", url)
-    assert retention.main([]) == 1  # retention_days: 365 in conf/base/parameters_serving.yml
+    audit = EventStore(url, table=AUDIT_TABLE)
+    audit.record_many([access(0, when=utc_now() - timedelta(days=3650)), access(1)])
+    audit.close()
+    assert retention.main([]) == 2  # retention_days: 365 in conf/base/parameters_serving.yml
     assert len(read_events(url)) == 1
+    assert list(audit_rows(url)["subject"]) == ["advisor-1"]
+
+
+def access(i: int, when: datetime | None = None) -> dict[str, Any]:
+    return {
+        "event_time": when or utc_now(),
+        "request_id": uuid.uuid4().hex,
+        "subject": f"advisor-{i}",
+        "roles": "advisor",
+        "method": "GET",
+        "route": "/clients/{client_id}/score",
+        "client_id": "ab" * 32,
+        "status": 200,
+    }
+
+
+def audit_rows(url: str) -> pd.DataFrame:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return pd.read_sql(sa.text(f"SELECT * FROM {AUDIT_TABLE} ORDER BY id"), conn)
+    finally:
+        engine.dispose()
+
+
+def test_audit_records_are_journaled_then_shipped_in_their_own_folder(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'serving.db'}"
+    events, audit = EventStore(url), EventStore(url, table=AUDIT_TABLE)
+    try:
+        assert audit.journal_dir == events.journal_dir / AUDIT_TABLE
+        audit.record(access(3))
+        events.record(event(3))
+    finally:
+        audit.close()
+        events.close()
+    rows = audit_rows(url)
+    assert list(rows["subject"]) == ["advisor-3"] and list(rows["status"]) == [200]
+    assert len(read_events(url)) == 1  # each table got its own row, nothing crossed
+    assert not list(audit.journal_dir.glob("*.jsonl"))  # shipped and removed
 
 
 def test_client_feature_store_is_replaced_atomically(db_url: str):
     first = pd.DataFrame({"client_id": ["a" * 64, "b" * 64], "AMT_CREDIT": [1.0, None]})
-    assert replace_client_features(db_url, first, "client_id") == 2
+    observed = datetime(2026, 1, 2, 3, 4, 5)
+    assert replace_client_features(db_url, first, "client_id", observed_at=observed) == 2
     store = ClientFeatureStore(db_url, "client_id")
     try:
         assert store.get("b" * 64) == {"AMT_CREDIT": None}
+        assert store.lookup("b" * 64) == ({"AMT_CREDIT": None}, observed)
         assert store.get("c" * 64) is None
         duplicated = pd.DataFrame({"client_id": ["c" * 64, "c" * 64], "AMT_CREDIT": [1.0, 2.0]})
         with pytest.raises(ValueError, match="one row per"):

@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from credit_scoring.core.store import (
+    EVENTS_TABLE,
     JOURNAL_GLOB,
     SHIPPER_URL_ENV,
+    TABLES,
     Journal,
     insert_rows,
     make_engine,
@@ -38,11 +40,11 @@ NICENESS = 10
 
 
 def _counted(
-    insert: Callable[[list[tuple[Any, ...]]], None],
+    insert: Callable[[list[tuple[Any, ...]]], None], table: str
 ) -> Callable[[list[tuple[Any, ...]]], None]:
     """Count the stored events where the service's metrics are collected (the Prometheus
     multiprocess folder that BentoML gives its workers, inherited by their shippers)."""
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if table != EVENTS_TABLE or not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         return insert
     from prometheus_client import Counter
 
@@ -59,11 +61,13 @@ def _counted(
 
 
 class Shipper:
-    def __init__(self, folder: Path, owner: int, url: str, batch_size: int) -> None:
+    def __init__(
+        self, folder: Path, owner: int, url: str, batch_size: int, table: str = EVENTS_TABLE
+    ) -> None:
         self.folder = folder
         self.prefix = f"events-{owner}-"
         self.engine = make_engine(url)
-        self.insert = _counted(insert_rows(self.engine))
+        self.insert = _counted(insert_rows(self.engine, TABLES[table]), table)
         self.batch_size = batch_size
         self.live: dict[Path, Journal] = {}  # the worker's journals, open for reading
         self.stale_seconds = 600.0
@@ -162,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--flush-seconds", type=float, default=0.2)
     parser.add_argument("--adopt-seconds", type=float, default=5.0)
+    parser.add_argument("--table", choices=sorted(TABLES), default=EVENTS_TABLE)
     args = parser.parse_args(argv)
     os.nice(NICENESS)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -171,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s [%(levelname)s] [event-shipper:%(process)d] %(message)s",
     )
     url = os.environ.pop(SHIPPER_URL_ENV)
-    shipper = Shipper(args.journal_dir, args.owner, url, args.batch_size)
+    shipper = Shipper(args.journal_dir, args.owner, url, args.batch_size, args.table)
     next_adoption = 0.0
     while True:
         readable, _, _ = select.select([args.control_fd], [], [], args.flush_seconds)

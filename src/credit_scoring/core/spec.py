@@ -23,6 +23,7 @@ SPEC_FILE = "serving_spec.json"
 MODEL_DIR = "mlflow_model"
 # Logged by each training run next to the model: what the scoring API is built from ...
 SERVING_ARTIFACTS = "serving"
+MODEL_CARD_ARTIFACT = "model_card.json"
 # ... and what the monitoring pipeline compares production traffic with (this version's own)
 REFERENCE_ARTIFACT = "monitoring/reference.parquet"
 # Written into the bento's build context by `make build`: the tag of the model it serves.
@@ -51,6 +52,14 @@ class EventSettings(BaseModel):
     retention_days: int = Field(365, ge=1, description="`make purge-events` deletes older events")
 
 
+class AuditSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    retention_days: int = Field(
+        365, ge=1, description="`make purge-events` deletes older access audit records"
+    )
+
+
 class ServingConfig(BaseModel):
     """``serving`` in ``conf/base/parameters_serving.yml``."""
 
@@ -58,6 +67,7 @@ class ServingConfig(BaseModel):
 
     limits: ServingLimits = Field(default_factory=ServingLimits)
     events: EventSettings = Field(default_factory=EventSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
 
 class ServingSpec(BaseModel):
@@ -80,6 +90,9 @@ class ServingSpec(BaseModel):
     # Where the model comes from (``LINEAGE_KEYS``), read from its MLflow run at build time;
     # the service reports it on /metrics and in every event, the image in its labels.
     lineage: dict[str, str] = Field(default_factory=dict)
+    # The model's card for advisors (``MODEL_CARD_ARTIFACT`` of its run): test metrics, the
+    # business costs behind the threshold, global feature importance.
+    card: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str | Path) -> ServingSpec:

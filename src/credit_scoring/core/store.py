@@ -75,9 +75,33 @@ events_table = sa.Table(
     sa.Column("image", sa.String(255), nullable=True, comment="image that served it"),
     sa.Index(f"uq_{EVENTS_TABLE}_event_id", "event_id", unique=True),
 )
-# the order of a journal line (a JSON array) and of the INSERT's parameters
-ROW_COLUMNS = [c.name for c in events_table.columns if c.name != "id"]
-_TIME = ROW_COLUMNS.index("event_time")
+AUDIT_TABLE = "access_audit"
+# Who read which client's data, when, through which route, with what outcome: written like
+# the prediction events (journal, then shipper), purged by the retention command.
+audit_table = sa.Table(
+    AUDIT_TABLE,
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("event_id", sa.String(32), nullable=False, comment="idempotency key"),
+    sa.Column("event_time", sa.DateTime(), nullable=False, index=True, comment="UTC"),
+    sa.Column("request_id", sa.String(36), nullable=False),
+    sa.Column("subject", sa.String(255), nullable=False, index=True, comment="token `sub`"),
+    sa.Column("roles", sa.String(64), nullable=False),
+    sa.Column("method", sa.String(8), nullable=False),
+    sa.Column("route", sa.String(64), nullable=False, comment="route template, never the path"),
+    sa.Column("client_id", sa.String(128), nullable=True, index=True, comment="pseudonym"),
+    sa.Column("status", sa.SmallInteger(), nullable=False, comment="HTTP status answered"),
+    sa.Index(f"uq_{AUDIT_TABLE}_event_id", "event_id", unique=True),
+)
+TABLES = {EVENTS_TABLE: events_table, AUDIT_TABLE: audit_table}
+
+
+def row_columns(table: sa.Table) -> list[str]:
+    """The order of a journal line (a JSON array) and of the INSERT's parameters."""
+    return [c.name for c in table.columns if c.name != "id"]
+
+
+ROW_COLUMNS = row_columns(events_table)
 # columns added after the table's first release: a database made before gets them at start-up
 _ADDED_COLUMNS = {
     "event_id": "VARCHAR(32)",
@@ -143,17 +167,19 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def create_schema(engine: Engine) -> None:
-    """Create the events table, or add the columns a table made before them lacks.
+def create_schema(engine: Engine, table: sa.Table = events_table) -> None:
+    """Create the table, or add the columns an events table made before them lacks.
 
     Every process runs this before its first insert (several workers may race here): the
     unique index that ``ON CONFLICT`` needs exists before anything is written.
     """
     try:
-        metadata.create_all(engine, tables=[events_table], checkfirst=True)
+        metadata.create_all(engine, tables=[table], checkfirst=True)
     except sa.exc.DBAPIError:  # another worker created it between the check and the CREATE
-        if not sa.inspect(engine).has_table(EVENTS_TABLE):
+        if not sa.inspect(engine).has_table(table.name):
             raise
+    if table is not events_table:
+        return
     for name, sql_type in _ADDED_COLUMNS.items():
         if name in {c["name"] for c in sa.inspect(engine).get_columns(EVENTS_TABLE)}:
             continue
@@ -284,13 +310,17 @@ class EventStore:
         journal: str | Path | None = None,
         adopt_seconds: float = 5.0,
         rotate_bytes: int = 64 << 20,
+        table: str = EVENTS_TABLE,
     ) -> None:
         engine = make_engine(url)
         try:
-            create_schema(engine)  # a database that cannot be reached fails the start-up
+            create_schema(engine, TABLES[table])  # an unreachable database fails the start-up
         finally:
             engine.dispose()
-        self.journal_dir = Path(journal) if journal else journal_dir(url)
+        self._row = _ROWS[table]
+        folder = Path(journal) if journal else journal_dir(url)
+        # each table's journals in their own folder: a shipper ships one table
+        self.journal_dir = folder if table == EVENTS_TABLE else folder / table
         self.rotate_bytes = rotate_bytes
         self._lock = threading.Lock()
         self._closed = False
@@ -314,6 +344,8 @@ class EventStore:
                 str(flush_seconds),
                 "--adopt-seconds",
                 str(adopt_seconds),
+                "--table",
+                table,
             ],
             env={**os.environ, SHIPPER_URL_ENV: url},  # not in argv: `ps` shows argv
             pass_fds=(control_read,),
@@ -340,24 +372,6 @@ class EventStore:
                 old, self._journal, self._size = self._journal, Journal.create(self.journal_dir), 0
                 old.close()
 
-    @staticmethod
-    def _row(e: dict[str, Any]) -> tuple[Any, ...]:
-        return (
-            time_ordered_id(),
-            e["event_time"].isoformat(sep=" ", timespec="microseconds"),
-            e["request_id"],
-            e["endpoint"],
-            e["client_id"],
-            e["model_name"],
-            e["model_version"],
-            _json(e["features"]),
-            float(e["probability"]),
-            e["decision"],
-            float(e["threshold"]),
-            e.get("mlflow_run_id"),
-            e.get("image"),
-        )
-
     # --- shutdown ---------------------------------------------------------------------
 
     def close(self, timeout: float = 30.0) -> None:
@@ -378,6 +392,48 @@ class EventStore:
         except subprocess.TimeoutExpired:
             logger.error("The event shipper did not finish in %s s; its journal is kept", timeout)
             self._shipper.kill()
+
+
+def _event_row(e: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        time_ordered_id(),
+        _when(e["event_time"]),
+        e["request_id"],
+        e["endpoint"],
+        e["client_id"],
+        e["model_name"],
+        e["model_version"],
+        _json(e["features"]),
+        float(e["probability"]),
+        e["decision"],
+        float(e["threshold"]),
+        e.get("mlflow_run_id"),
+        e.get("image"),
+    )
+
+
+def _audit_row(e: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        time_ordered_id(),
+        _when(e["event_time"]),
+        e["request_id"],
+        e["subject"],
+        e["roles"],
+        e["method"],
+        e["route"],
+        e.get("client_id"),
+        int(e["status"]),
+    )
+
+
+def _when(moment: datetime) -> str:
+    return moment.isoformat(sep=" ", timespec="microseconds")
+
+
+_ROWS: dict[str, Callable[[dict[str, Any]], tuple[Any, ...]]] = {
+    EVENTS_TABLE: _event_row,
+    AUDIT_TABLE: _audit_row,
+}
 
 
 def ship_journal(
@@ -412,16 +468,11 @@ def ship_journal(
         lines = data[:end].splitlines(keepends=True)
         for start in range(0, len(lines), batch_size):
             group = lines[start : start + batch_size]
-            insert([_padded(orjson.loads(line)) for line in group])
+            insert([orjson.loads(line) for line in group])
             offset += sum(len(line) for line in group)
             journal.set_shipped(offset)
             shipped += len(group)
     return shipped
-
-
-def _padded(row: list[Any]) -> tuple[Any, ...]:
-    """A journal row; one written before the lineage columns existed gets nulls for them."""
-    return (*row, *[None] * (len(ROW_COLUMNS) - len(row)))
 
 
 def placeholder(engine: Engine) -> str:
@@ -429,19 +480,28 @@ def placeholder(engine: Engine) -> str:
     return "?" if engine.dialect.paramstyle == "qmark" else "%s"
 
 
-def insert_rows(engine: Engine) -> Callable[[list[tuple[Any, ...]]], None]:
-    """An idempotent bulk insert of journal rows: an ``event_id`` already stored is skipped."""
+def insert_rows(
+    engine: Engine, table: sa.Table = events_table
+) -> Callable[[list[tuple[Any, ...]]], None]:
+    """An idempotent bulk insert of journal rows: an ``event_id`` already stored is skipped.
+
+    A row written before the events table's lineage columns existed gets nulls for them.
+    """
+    columns = row_columns(table)
     marker = placeholder(engine)
     sql = (
-        f"INSERT INTO {EVENTS_TABLE} ({', '.join(ROW_COLUMNS)}) "
-        f"VALUES ({', '.join([marker] * len(ROW_COLUMNS))}) "
+        f"INSERT INTO {table.name} ({', '.join(columns)}) "
+        f"VALUES ({', '.join([marker] * len(columns))}) "
         "ON CONFLICT (event_id) DO NOTHING"
     )
     sqlite = engine.dialect.name == "sqlite"
+    at = columns.index("event_time")
+    pad = [None] * len(columns)
 
     def insert(rows: list[tuple[Any, ...]]) -> None:
+        rows = [(*r, *pad[len(r) :]) for r in rows]
         if not sqlite:
-            rows = [(*r[:_TIME], datetime.fromisoformat(r[_TIME]), *r[_TIME + 1 :]) for r in rows]
+            rows = [(*r[:at], datetime.fromisoformat(r[at]), *r[at + 1 :]) for r in rows]
         with engine.begin() as conn:
             conn.exec_driver_sql(sql, rows)
 
@@ -462,16 +522,19 @@ def read_events(url: str, limit: int | None = None) -> pd.DataFrame:
         engine.dispose()
 
 
-def purge_events(url: str, older_than_days: int, now: datetime | None = None) -> int:
-    """Delete events older than the retention period; returns how many were deleted."""
+def purge_events(
+    url: str, older_than_days: int, now: datetime | None = None, table: str = EVENTS_TABLE
+) -> int:
+    """Delete rows (events, or audit rows) older than the retention period; returns how many."""
     if older_than_days < 1:
         raise ValueError(f"retention_days must be at least 1 (got {older_than_days})")
     cutoff = (now or datetime.now(UTC)).replace(tzinfo=None) - timedelta(days=older_than_days)
+    target = TABLES[table]
     engine = make_engine(url)
     try:
-        create_schema(engine)
+        create_schema(engine, target)
         with engine.begin() as conn:
-            result = conn.execute(events_table.delete().where(events_table.c.event_time < cutoff))
+            result = conn.execute(target.delete().where(target.c.event_time < cutoff))
         return int(result.rowcount or 0)
     finally:
         engine.dispose()
@@ -484,10 +547,22 @@ def utc_now() -> datetime:
 # --- client feature store ---------------------------------------------------------------
 
 
-def replace_client_features(url: str, frame: pd.DataFrame, id_column: str) -> int:
-    """Replace the client feature table in one transaction (readers never see it half-done)."""
+OBSERVED_AT = "observed_at"
+
+
+def replace_client_features(
+    url: str, frame: pd.DataFrame, id_column: str, observed_at: datetime | None = None
+) -> int:
+    """Replace the client feature table in one transaction (readers never see it half-done).
+
+    Each row records when its data were observed (``observed_at``, UTC): the frame's own
+    column when it has one, else ``observed_at`` or now (the extraction being stored), so
+    that an advisor is warned about data too old to be accurate (GDPR art. 5.1.d).
+    """
     if frame[id_column].isna().any() or frame[id_column].duplicated().any():
         raise ValueError(f"client features need one row per non-empty '{id_column}'")
+    if OBSERVED_AT not in frame.columns:
+        frame = frame.assign(**{OBSERVED_AT: observed_at or utc_now()})
     engine = make_engine(url)
     try:
         with engine.begin() as conn:
@@ -503,8 +578,13 @@ def replace_client_features(url: str, frame: pd.DataFrame, id_column: str) -> in
         engine.dispose()
 
 
+# A filter on the client feature store: (column, operator, value); operators: eq (one of the
+# values, a list), ge, le, prefix (of the id). Columns are checked by the caller (the API).
+Filter = tuple[str, str, Any]
+
+
 class ClientFeatureStore:
-    """Read the features of one known client by pseudonymised id."""
+    """Read known clients' features: one by pseudonymised id, or a filtered page or sample."""
 
     def __init__(self, url: str, id_column: str) -> None:
         self.engine = make_engine(url)
@@ -516,8 +596,8 @@ class ClientFeatureStore:
     def available(self) -> bool:
         return sa.inspect(self.engine).has_table(CLIENT_FEATURES_TABLE)
 
-    def get(self, client_id: str) -> dict[str, Any] | None:
-        """The client's stored features, or None for an unknown id (or an empty store)."""
+    def lookup(self, client_id: str) -> tuple[dict[str, Any], datetime | None] | None:
+        """The client's stored features and when they were observed; None if unknown."""
         try:
             with self.engine.connect() as conn:
                 row = conn.execute(self._query, {"client_id": client_id}).mappings().first()
@@ -528,7 +608,82 @@ class ClientFeatureStore:
             return None
         if row is None:
             return None
-        return {k: v for k, v in row.items() if k != self.id_column}
+        features = {k: v for k, v in row.items() if k not in (self.id_column, OBSERVED_AT)}
+        return features, _as_datetime(row.get(OBSERVED_AT))
+
+    def get(self, client_id: str) -> dict[str, Any] | None:
+        """The client's stored features, or None for an unknown id (or an empty store)."""
+        found = self.lookup(client_id)
+        return None if found is None else found[0]
+
+    def _table(self) -> sa.Table:
+        return sa.Table(CLIENT_FEATURES_TABLE, sa.MetaData(), autoload_with=self.engine)
+
+    def _where(self, table: sa.Table, filters: list[Filter]) -> list[Any]:
+        clauses: list[Any] = []
+        for column, op, value in filters:
+            col = table.c[column]
+            if op == "eq":
+                clauses.append(col.in_(list(value)))
+            elif op == "ge":
+                clauses.append(col >= value)
+            elif op == "le":
+                clauses.append(col <= value)
+            elif op == "prefix":  # ids are hex: no LIKE wildcard can be in them
+                clauses.append(col.startswith(str(value), autoescape=True))
+            else:
+                raise ValueError(f"unknown filter operator {op!r}")
+        return clauses
+
+    def search(
+        self, filters: list[Filter], columns: list[str], limit: int, offset: int
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """How many clients match, and one page of them (id, observed_at, ``columns``),
+        in id order (pseudonyms are uniformly spread: a stable, unbiased order)."""
+        table = self._table()
+        where = self._where(table, filters)
+        selected = [table.c[self.id_column], table.c[OBSERVED_AT], *(table.c[c] for c in columns)]
+        with self.engine.connect() as conn:
+            total = conn.execute(sa.select(sa.func.count()).select_from(table).where(*where))
+            rows = conn.execute(
+                sa.select(*selected)
+                .where(*where)
+                .order_by(table.c[self.id_column])
+                .limit(limit)
+                .offset(offset)
+            )
+            count = int(total.scalar_one())
+            return count, [_jsonable(dict(r)) for r in rows.mappings()]
+
+    def sample(self, filters: list[Filter], size: int) -> tuple[int, list[dict[str, Any]]]:
+        """How many clients match, and up to ``size`` of them (all their features)."""
+        table = self._table()
+        where = self._where(table, filters)
+        features = [c for c in table.c if c.name not in (self.id_column, OBSERVED_AT)]
+        with self.engine.connect() as conn:
+            total = conn.execute(sa.select(sa.func.count()).select_from(table).where(*where))
+            rows = conn.execute(
+                sa.select(*features).where(*where).order_by(table.c[self.id_column]).limit(size)
+            )
+            count = int(total.scalar_one())
+            return count, [dict(r) for r in rows.mappings()]
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))  # SQLite may give text back
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in row.items():
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, float) and value != value:  # NaN
+            value = None
+        out[key] = value
+    return out

@@ -33,6 +33,7 @@ from credit_scoring.core.features import aggregate_secondary, join_aggregates
 from credit_scoring.core.processing import load_processing
 from credit_scoring.core.spec import aggregate_columns, json_records
 from credit_scoring.core.store import database_url, utc_now
+from credit_scoring.core.tokens import bearer
 from credit_scoring.project_config import project_parameters
 from credit_scoring.synthetic import SyntheticParams, generate
 
@@ -80,14 +81,17 @@ def send(
     concurrency: int,
     timeout: float = 10.0,
     progress: bool = True,
+    token: str | None = None,
 ) -> tuple[list[tuple[str, int]], Counter[str]]:
     """POST each record to ``/predict``; returns (request_id, true outcome) of the answered
-    ones and a count of the outcomes (200, 422 with the field, errors)."""
+    ones and a count of the outcomes (200, 422 with the field, errors). The bearer token:
+    ``token``, else ``CREDIT_SCORING_API_TOKEN``, else a development token (role scoring)."""
     from rich.progress import Progress
 
     answered: list[tuple[str, int]] = []
     counts: Counter[str] = Counter()
-    with httpx.Client(base_url=url, timeout=timeout) as client:
+    headers = bearer(token, subject="traffic-simulator")
+    with httpx.Client(base_url=url, timeout=timeout, headers=headers) as client:
 
         def one(i: int) -> tuple[int, httpx.Response | None]:
             try:

@@ -15,9 +15,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from credit_scoring.core.store import time_ordered_id
+from credit_scoring.core.store import time_ordered_id, utc_now
+from credit_scoring.core.tokens import Identity, IssuerUnavailable, TokenError, Verifier
 from credit_scoring.serving.telemetry import (
+    ACCESS,
     REQUEST_ID,
+    Access,
     ASGIApp,
     Message,
     Receive,
@@ -50,11 +53,36 @@ ERROR_SCHEMA: dict[str, Any] = {
 }
 REASONS = {
     400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
     404: "not_found",
     413: "too_large",
     415: "not_json",
     422: "invalid",
+    503: "unavailable",
 }
+UNAUTHENTICATED = (
+    "Authentication required: send a valid bearer token (`Authorization: Bearer <token>`) from "
+    "your identity provider; in development, `make token ROLE=advisor SUB=<you>`."
+)
+FORBIDDEN = "Your token does not carry a role that may use this route."
+AccessLog = Callable[[dict[str, Any]], None]
+# Which roles may call a path, by prefix (the first match wins). A path under a prefix that
+# matches no route still needs a token: an anonymous caller learns nothing from a 404.
+ROUTE_ROLES: tuple[tuple[str, frozenset[str]], ...] = (
+    ("/clients", frozenset({"advisor"})),
+    ("/predict", frozenset({"advisor", "scoring"})),
+    ("/explain", frozenset({"advisor", "scoring"})),
+    ("/model", frozenset({"advisor", "scoring"})),
+)
+
+
+def required_roles(path: str) -> frozenset[str] | None:
+    """The roles that may call ``path``; None for an open route (health, metrics, docs)."""
+    for prefix, roles in ROUTE_ROLES:
+        if path == prefix or path.startswith((f"{prefix}/", f"{prefix}_")):
+            return roles
+    return None
 
 
 def _field_path(loc: list[Any]) -> str:
@@ -98,11 +126,18 @@ def _rule(body: dict[str, Any]) -> str:
     return ",".join(f"{p['field']}:{p['rule']}" for p in problems[:3]) or "-"
 
 
-Reject = Callable[[Scope, int, dict[str, Any]], None]
+Reject = Callable[[Scope, int, dict[str, Any], str | None], None]
 
 
 class ApiGuard:
-    """Pure ASGI middleware: cheap on the success path (no buffering of 2xx responses)."""
+    """Pure ASGI middleware: cheap on the success path (no buffering of 2xx responses).
+
+    With a ``verifier``, the routes of ``ROUTE_ROLES`` need a bearer token with one of their
+    roles (401 without a valid one, 403 with the wrong role), checked before the body is
+    read; each answered request of an authenticated caller goes to ``on_access`` (the access
+    audit trail): who, when, which route template, which client (when the route set one), and
+    the status.
+    """
 
     def __init__(
         self,
@@ -110,11 +145,16 @@ class ApiGuard:
         max_body_bytes: int,
         on_reject: Callable[[str, str], None] | None = None,
         extra_openapi: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        verifier: Callable[[], Verifier] | None = None,
+        on_access: AccessLog | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.on_reject = on_reject or (lambda reason, endpoint: None)
         self.extra_openapi = extra_openapi
+        # built here, in the worker: a refused configuration stops the worker at start-up
+        self.verifier = verifier() if verifier is not None else None
+        self.on_access = on_access or (lambda record: None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -122,10 +162,64 @@ class ApiGuard:
             return
         request_id = time_ordered_id()
         token = REQUEST_ID.set(request_id)
+        responder = _Responder(send, scope, request_id, self._refused)
         try:
-            await self._handle(scope, receive, _Responder(send, scope, request_id, self._refused))
+            roles = required_roles(scope["path"]) if self.verifier is not None else None
+            if roles is None:
+                await self._handle(scope, receive, responder)
+                return
+            identity = await self._authenticate(scope, responder)
+            if identity is None:
+                return
+            access = Access(identity.subject, ",".join(sorted(identity.roles)))
+            access_token = ACCESS.set(access)
+            try:
+                if identity.roles & roles:
+                    await self._handle(scope, receive, responder)
+                else:
+                    await responder.refuse(403, FORBIDDEN)
+            finally:
+                ACCESS.reset(access_token)
+                self._audit(scope, request_id, access, responder.status or 500)
         finally:
             REQUEST_ID.reset(token)
+
+    async def _authenticate(self, scope: Scope, send: _Responder) -> Identity | None:
+        assert self.verifier is not None
+        header = next((v for k, v in scope.get("headers", ()) if k == b"authorization"), None)
+        scheme, _, credentials = (header or b"").decode("latin-1").partition(" ")
+        if header is None or scheme.lower() != "bearer":
+            await send.refuse(401, UNAUTHENTICATED, reason="no_token")
+            return None
+        try:
+            return self.verifier.verify(credentials.strip())
+        except TokenError as exc:
+            await send.refuse(401, UNAUTHENTICATED, reason=f"token_{exc.reason}")
+        except IssuerUnavailable:
+            logger.error("The identity provider's keys could not be fetched (JWKS URL)")
+            await send.refuse(
+                503,
+                "The identity provider cannot be reached to check your token; try again.",
+                reason="issuer_unavailable",
+            )
+        return None
+
+    def _audit(self, scope: Scope, request_id: str, access: Access, status: int) -> None:
+        try:
+            self.on_access(
+                {
+                    "event_time": utc_now(),
+                    "request_id": request_id,
+                    "subject": access.subject,
+                    "roles": access.roles,
+                    "method": scope.get("method", "")[:8],
+                    "route": route_template(scope)[:64],
+                    "client_id": access.client_id,
+                    "status": status,
+                }
+            )
+        except Exception:  # the audit journal failed: say so loudly, but the answer is sent
+            logger.exception("Could not write the access audit record (request %s)", request_id)
 
     async def _handle(self, scope: Scope, receive: Receive, send: _Responder) -> None:
         if scope["method"] == "POST":
@@ -143,8 +237,10 @@ class ApiGuard:
             return
         await self.app(scope, receive, send)
 
-    def _refused(self, scope: Scope, status: int, body: dict[str, Any]) -> None:
-        reason = REASONS.get(status, "client_error")
+    def _refused(
+        self, scope: Scope, status: int, body: dict[str, Any], reason: str | None = None
+    ) -> None:
+        reason = reason or REASONS.get(status, "client_error")
         endpoint = route_template(scope)
         self.on_reject(reason, endpoint)
         logger.info(
@@ -252,13 +348,18 @@ class _Responder:
         status, body = self._rewrite(b"".join(self.chunks))
         await self.refuse(status, body)
 
-    async def refuse(self, status: int, body: str | dict[str, Any]) -> None:
+    async def refuse(
+        self, status: int, body: str | dict[str, Any], reason: str | None = None
+    ) -> None:
         """Answer a refusal: the error body, the request id, one log line, one count."""
         body = {"error": body} if isinstance(body, str) else body
         body["request_id"] = self.request_id
-        self.on_refused(self.scope, status, body)
+        self.status = status
+        self.on_refused(self.scope, status, body, reason)
         start, payload = _json_response(status, body)
         start["headers"].append(self.header)
+        if status == 401:
+            start["headers"].append((b"www-authenticate", b'Bearer realm="credit-scoring"'))
         await self.send(start)
         await self.send(payload)
 

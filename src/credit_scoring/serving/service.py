@@ -25,9 +25,24 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from credit_scoring.core.spec import LINEAGE_KEYS, SPEC_FILE, ServingSpec
-from credit_scoring.core.store import ClientFeatureStore, EventStore, time_ordered_id, utc_now
+from credit_scoring.core.store import (
+    AUDIT_TABLE,
+    ClientFeatureStore,
+    EventStore,
+    time_ordered_id,
+    utc_now,
+)
+from credit_scoring.core.tokens import AuthSettings, Verifier
 from credit_scoring.serving import bentoml_fixes
-from credit_scoring.serving.http import ERROR_SCHEMA, ApiGuard
+from credit_scoring.serving.http import ERROR_SCHEMA, ApiGuard, required_roles
+from credit_scoring.serving.queries import (
+    PAGE_LIMIT,
+    SAMPLE_LIMIT,
+    Columns,
+    QueryError,
+    parse_population,
+    parse_search,
+)
 from credit_scoring.serving.schemas import (
     CLIENT_ID_PATTERN,
     BatchItem,
@@ -39,7 +54,7 @@ from credit_scoring.serving.schemas import (
 )
 from credit_scoring.serving.scorer import Scorer
 from credit_scoring.serving.settings import ServingSettings
-from credit_scoring.serving.telemetry import REQUEST_ID
+from credit_scoring.serving.telemetry import REQUEST_ID, touched_client
 
 logger = logging.getLogger(__name__)
 bentoml_fixes.apply()
@@ -55,6 +70,7 @@ ID_COLUMN = SPEC.contract.pseudonymised_id_column
 IMAGE = settings.image or None  # an image built without a reference sets ""
 # Clients can be looked up by id only when the data has one (data_contract.id_column).
 HAS_CLIENTS = SPEC.contract.id_column is not None
+COLUMNS = Columns.of(SPEC.contract)  # what advisors may filter on and see
 
 PROBABILITY = bentoml.metrics.Histogram(
     name="credit_scoring_predicted_probability",
@@ -100,6 +116,16 @@ def _check_client_id(client_id: str | None) -> None:
             "client_id: this model's data has no client id (data_contract.id_column is null); "
             "leave client_id out."
         )
+    touched_client(client_id)
+
+
+# The access audit trail of this worker (set when the service starts in the worker).
+AUDIT: list[EventStore] = []
+
+
+def _log_access(record: dict[str, Any]) -> None:
+    for store in AUDIT:
+        store.record(record)
 
 
 def _request_id() -> str:
@@ -127,29 +153,128 @@ async def _client_route(request: Request, action: str) -> JSONResponse:
             "client_id must be a pseudonymised id (64 lowercase hex characters), not a raw id.",
             errors=[{"field": "path.client_id", "rule": "pattern", "message": CLIENT_ID_PATTERN}],
         )
+    touched_client(client_id)
     service: CreditScoring = bentoml.get_current_service()
     assert service.clients is not None  # the route is mounted only when clients have ids
-    record = await run_in_threadpool(service.clients.get, client_id)
+    record = await run_in_threadpool(service.clients.lookup, client_id)
     if record is None:
         return _error(
             404,
             f"No client with id {client_id} in the client feature store. Check the id, or "
             "score the application with POST /predict.",
         )
+    features, observed_at = record
     body: Prediction
     if action == "explain":
-        body = service.explain_record(record, "clients_explain", client_id)
+        body = service.explain_record(features, "clients_explain", client_id)
     else:
-        body = service.score_record(record, "clients_score", client_id)
-    return JSONResponse(body.model_dump(mode="json"))
+        body = service.score_record(features, "clients_score", client_id)
+    payload = body.model_dump(mode="json")
+    payload["observed_at"] = observed_at.isoformat() if observed_at else None
+    return JSONResponse(payload)
+
+
+async def _client_search(request: Request) -> JSONResponse:
+    """A page of known clients matching the filters (ids, when observed, a few columns)."""
+    try:
+        query = parse_search(request.query_params, COLUMNS)
+    except QueryError as exc:
+        return JSONResponse(exc.body(), status_code=422)
+    service: CreditScoring = bentoml.get_current_service()
+    assert service.clients is not None
+    total, rows = await run_in_threadpool(
+        service.clients.search, query.filters, query.columns, query.limit, query.offset
+    )
+    return JSONResponse(
+        {
+            "total": total,
+            "limit": query.limit,
+            "offset": query.offset,
+            "columns": query.columns,
+            "clients": rows,
+        }
+    )
+
+
+async def _client_population(request: Request) -> JSONResponse:
+    """A comparison group: a sample of the clients matching the filters, with the chosen
+    features and each client's score and decision (not stored as prediction events: the
+    group is described, nobody's application is decided)."""
+    try:
+        query = parse_population(request.query_params, COLUMNS)
+    except QueryError as exc:
+        return JSONResponse(exc.body(), status_code=422)
+    service: CreditScoring = bentoml.get_current_service()
+    assert service.clients is not None
+    total, records = await run_in_threadpool(service.clients.sample, query.filters, query.size)
+    scores: list[float] = []
+    if records:
+        scores = list(await run_in_threadpool(service.scorer.probabilities, records))
+    rows = [
+        {
+            **{name: record.get(name) for name in query.features},
+            "probability": float(score),
+            "decision": "refuse" if service.scorer.refuse(float(score)) else "accept",
+        }
+        for record, score in zip(records, scores, strict=True)
+    ]
+    return JSONResponse(
+        {
+            "total": total,
+            "sample_size": len(rows),
+            "features": query.features,
+            "threshold": SPEC.threshold,
+            "rows": [_finite(row) for row in rows],
+        }
+    )
+
+
+def _finite(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: None if isinstance(v, float) and v != v else v for k, v in row.items()}
+
+
+async def _model_card(request: Request) -> JSONResponse:
+    """What the advisors' model page shows: version, metrics, threshold and costs, global
+    importance, and the data the model uses (the contract's minimised list)."""
+    card = SPEC.card
+    importance = sorted((card.get("global_importance") or {}).items(), key=lambda kv: -float(kv[1]))
+    return JSONResponse(
+        {
+            "model_name": SPEC.model_name,
+            "model_version": SPEC.model_version,
+            "candidate": SPEC.candidate,
+            "threshold": SPEC.threshold,
+            "lineage": SPEC.lineage,
+            "test_metrics": card.get("test_metrics", {}),
+            "dummy_metrics": card.get("dummy_metrics", {}),
+            "cost": card.get("cost", {}),
+            "importance_method": card.get("importance_method"),
+            "global_importance": [
+                {"feature": name, "importance": float(value)} for name, value in importance[:25]
+            ],
+            "data_used": [
+                {
+                    "column": name,
+                    "description": column.description,
+                    "sensitive": column.sensitive,
+                    "filterable": name in COLUMNS.all,
+                }
+                for name, column in SPEC.contract.columns.items()
+            ],
+            "filters": {"categories": COLUMNS.categories, "numeric": COLUMNS.numeric},
+        }
+    )
 
 
 clients_app = Starlette(
     routes=[
+        Route("/search", _client_search, methods=["GET"]),
+        Route("/population", _client_population, methods=["GET"]),
         Route("/{client_id}/score", _client_score, methods=["GET"]),
         Route("/{client_id}/explain", _client_explain, methods=["GET"]),
     ]
 )
+model_app = Starlette(routes=[Route("/card", _model_card, methods=["GET"])])
 
 
 def _openapi(spec: dict[str, Any]) -> dict[str, Any]:
@@ -196,13 +321,124 @@ def _openapi(spec: dict[str, Any]) -> dict[str, Any]:
                 },
             }
         }
+    paths = spec.setdefault("paths", {})
+    if HAS_CLIENTS:
+        paths.update(_advisor_paths(error))
+    paths["/model/card"] = {
+        "get": {
+            "operationId": "model_card",
+            "tags": ["Advisor"],
+            "description": "The served model's card: version, test metrics, threshold and "
+            "business costs, global feature importance, the data it uses.",
+            "responses": {"200": {"description": "OK", "content": _any_object()}},
+        }
+    }
+    spec["components"]["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    }
+    for path, item in paths.items():
+        if required_roles(path) is None:
+            continue
+        for operation in item.values():
+            operation["security"] = [{"bearer": []}]
+            operation.setdefault("responses", {})
+            operation["responses"]["401"] = {"description": "No valid token", "content": error}
+            operation["responses"]["403"] = {"description": "Role not allowed", "content": error}
+            operation["responses"]["503"] = {
+                "description": "The identity provider cannot be reached",
+                "content": error,
+            }
     return spec
+
+
+def _any_object() -> dict[str, Any]:
+    return {"application/json": {"schema": {"type": "object"}}}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+def _advisor_paths(error: dict[str, Any]) -> dict[str, Any]:
+    filters = (
+        "Filters: `eq:<COLUMN>=<category>` (repeatable), `min:<COLUMN>=<number>`, "
+        f"`max:<COLUMN>=<number>`; categories: {sorted(COLUMNS.categories)}, numbers: "
+        f"{sorted(COLUMNS.numeric)}."
+    )
+    common = [
+        _query(
+            "client_id_prefix",
+            {"type": "string", "pattern": r"^[0-9a-f]{1,64}$"},
+            "the start of a pseudonymised id",
+        ),
+    ]
+    columns = {"type": "array", "items": {"type": "string", "enum": COLUMNS.all}}
+    responses = {
+        "200": {"description": "OK", "content": _any_object()},
+        "422": {"description": "Invalid query parameter(s)", "content": error},
+    }
+    return {
+        "/clients/search": {
+            "get": {
+                "operationId": "clients_search",
+                "tags": ["Advisor"],
+                "description": "A page of known clients matching the filters. " + filters,
+                "parameters": [
+                    *common,
+                    _query(
+                        "limit",
+                        {"type": "integer", "minimum": 1, "maximum": PAGE_LIMIT},
+                        "clients per page",
+                    ),
+                    _query(
+                        "offset",
+                        {"type": "integer", "minimum": 0, "maximum": 10_000_000},
+                        "clients skipped",
+                    ),
+                    _query("columns", columns, "columns listed (default: a few)"),
+                ],
+                "responses": responses,
+            }
+        },
+        "/clients/population": {
+            "get": {
+                "operationId": "clients_population",
+                "tags": ["Advisor"],
+                "description": "A comparison group: a sample of the clients matching the "
+                "filters, with the chosen features and each one's score and decision. " + filters,
+                "parameters": [
+                    *common,
+                    {
+                        **_query(
+                            "features",
+                            {**columns, "minItems": 1, "maxItems": 4},
+                            "1 to 4 columns to compare",
+                        ),
+                        "required": True,
+                    },
+                    _query(
+                        "sample",
+                        {"type": "integer", "minimum": 1, "maximum": SAMPLE_LIMIT},
+                        "largest sample",
+                    ),
+                ],
+                "responses": responses,
+            }
+        },
+    }
 
 
 def _client_routes(cls: Any) -> Any:
     return bentoml.asgi_app(clients_app, path="/clients")(cls) if HAS_CLIENTS else cls
 
 
+@bentoml.asgi_app(model_app, path="/model")
 @_client_routes
 @bentoml.service(
     name="credit_scoring",
@@ -237,6 +473,15 @@ class CreditScoring:
                 flush_seconds=settings.event_flush_seconds,
                 journal=settings.event_journal_dir,
             )
+        # who read which client's data: same journal-then-ship design as the events
+        self.audit = EventStore(
+            database,
+            batch_size=settings.event_batch_size,
+            flush_seconds=settings.event_flush_seconds,
+            journal=settings.event_journal_dir,
+            table=AUDIT_TABLE,
+        )
+        AUDIT[:] = [self.audit]
         self.scorer.explain(self._example())  # warm the explainer before /readyz says yes
         if settings.freeze_gc:
             # Everything loaded so far (mlflow, pandas, the model...) lives as long as the
@@ -265,6 +510,8 @@ class CreditScoring:
 
     @bentoml.on_shutdown
     def close(self) -> None:
+        AUDIT.clear()
+        self.audit.close()
         if self.events is not None:
             self.events.close()
         if self.clients is not None:
@@ -403,4 +650,6 @@ CreditScoring.add_asgi_middleware(  # type: ignore[attr-defined]
     max_body_bytes=SPEC.limits.max_body_bytes,
     on_reject=lambda reason, endpoint: REJECTED.labels(reason=reason, endpoint=endpoint).inc(),
     extra_openapi=_openapi,
+    verifier=lambda: Verifier(AuthSettings()),
+    on_access=_log_access,
 )

@@ -40,6 +40,30 @@ REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 
 
+class Access:
+    """Who is calling (from the token) and which client's data the route touched: the route
+    sets ``client_id`` once the id is valid, the guard writes the audit record."""
+
+    __slots__ = ("client_id", "roles", "subject")
+
+    def __init__(self, subject: str, roles: str) -> None:
+        self.subject = subject
+        self.roles = roles
+        self.client_id: str | None = None
+
+
+ACCESS: contextvars.ContextVar[Access | None] = contextvars.ContextVar(
+    "credit_scoring_access", default=None
+)
+
+
+def touched_client(client_id: str | None) -> None:
+    """Record, for the access audit, that this request read ``client_id``'s data."""
+    access = ACCESS.get()
+    if access is not None and client_id is not None:
+        access.client_id = client_id
+
+
 def _match(routes: Sequence[Any], scope: Scope, prefix: str) -> str | None:
     """The template of the route Starlette would pick (a PARTIAL match: another method)."""
     partial = None

@@ -22,7 +22,7 @@ from credit_scoring.core.contract import DataContract, load_contract
 from credit_scoring.core.encoding import category_codes, nan_for_missing
 from credit_scoring.core.errors import ContractError
 from credit_scoring.core.processing import SPLIT_COLUMN, ProcessingParams, load_processing
-from credit_scoring.core.spec import SERVING_ARTIFACTS
+from credit_scoring.core.spec import MODEL_CARD_ARTIFACT, SERVING_ARTIFACTS
 from credit_scoring.lineage import lineage_tags
 from credit_scoring.modeling import (
     DataScienceParams,
@@ -502,6 +502,16 @@ def register_model(
         f"{SERVING_ARTIFACTS}/data_processing.json",
     )
     mlflow.log_dict(outlier_bounds, f"{SERVING_ARTIFACTS}/outlier_bounds.json")
+    mlflow.log_dict(  # what the API's /model/card (the advisors' model page) shows
+        {
+            "test_metrics": test_metrics,
+            "dummy_metrics": dummy_metrics,
+            "cost": settings.cost.model_dump(mode="json"),
+            "global_importance": shap_importance,
+            "importance_method": "mean |SHAP value| on the held-out test rows",
+        },
+        f"{SERVING_ARTIFACTS}/{MODEL_CARD_ARTIFACT}",
+    )
     log_reference(
         selected,
         pd.concat([validation, test], ignore_index=True),

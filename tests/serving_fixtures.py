@@ -1,4 +1,4 @@
-"""One trained project for all serving tests: a real `kedro run`, a champion, a BentoML model.
+"""One trained project for all serving and dashboard tests: a real `kedro run`, a champion, a BentoML model.
 
 The project runs once per session in a throw-away copy (3,000 generated applications, short
 searches), so the API is tested against a model, a feature store and outlier bounds that the
@@ -90,13 +90,44 @@ def service_module(bento_model: str, serving_db: str) -> Iterator[ModuleType]:
             os.environ[key] = value
 
 
+def token(role: str = "advisor", subject: str = "advisor-test") -> str:
+    """A fresh development token (the services in tests run in development)."""
+    from credit_scoring.core.tokens import mint_development_token
+
+    return mint_development_token(subject, [role])
+
+
+def bearer(role: str = "advisor", subject: str = "advisor-test") -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(role, subject)}"}
+
+
+auth = bearer
+
+
 @pytest.fixture(scope="session")
-def http(service_module: ModuleType) -> Iterator[Any]:
-    """HTTP through `to_asgi()` with a test client (lifespan: the service starts and stops)."""
+def asgi_app(service_module: ModuleType) -> Iterator[Any]:
+    """The service's ASGI app, started (lifespan) once for the session."""
     from starlette.testclient import TestClient
 
-    with TestClient(service_module.CreditScoring.to_asgi()) as client:
-        yield client
+    app = service_module.CreditScoring.to_asgi()
+    with TestClient(app):
+        yield app
+
+
+@pytest.fixture(scope="session")
+def http(asgi_app: Any) -> Any:
+    """HTTP through `to_asgi()` with a test client, as an advisor (a development token)."""
+    from starlette.testclient import TestClient
+
+    return TestClient(asgi_app, headers=bearer())
+
+
+@pytest.fixture(scope="session")
+def anonymous(asgi_app: Any) -> Any:
+    """The same app, without a token."""
+    from starlette.testclient import TestClient
+
+    return TestClient(asgi_app)
 
 
 @pytest.fixture(scope="session")
@@ -192,3 +223,25 @@ def stop_server(process: subprocess.Popen[bytes], timeout: float = 60) -> int | 
         with contextlib.suppress(psutil.NoSuchProcess):
             child.kill()
     return code
+
+
+@pytest.fixture(scope="session")
+def api_server(bento: str, trained_project: Path, tmp_path_factory: pytest.TempPathFactory):
+    """`bentoml serve` of the bento on the trained project's database (one for the session:
+    the dashboard's tests and benchmark talk to it as advisors do)."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("api")
+    db = folder / "serving.db"
+    shutil.copy(trained_project / "data/09_serving/serving.db", db)  # the pipeline's store
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CREDIT_SCORING_")},
+        "CREDIT_SCORING_DATABASE_URL": f"sqlite:///{db}",
+    }
+    command = [sys.executable, "-m", "bentoml", "serve", bento]
+    process, url = start_server(
+        [*command, "--host", "127.0.0.1", "--port", str(port)], env, folder, port
+    )
+    yield {"url": url, "db": f"sqlite:///{db}", "process": process, "log": folder / "serve.log"}
+    stop_server(process)
