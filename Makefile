@@ -15,7 +15,7 @@ export KEDRO_DISABLE_TELEMETRY := 1
 
 .PHONY: image-pipeline image-service images bench-images manifests docker-engine local-base
 .PHONY: monitor simulate-traffic simulate-drift simulate-outcomes load-outcomes trigger dashboards monitoring-demo bench-monitoring
-.PHONY: help bootstrap dvc-stages bench-footprint data data-home-credit data-drift run test test-fast lint format ui viz repro dvc-push clean bench-processing bench-training build serve dashboard token purge-events bench-serving
+.PHONY: help bootstrap dvc-stages bench-footprint data data-home-credit data-drift run test test-fast lint format ui viz repro dvc-push clean bench-processing bench-training build serve dashboard token purge-events bench-serving bench-dashboard
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -99,6 +99,9 @@ bench-training: bootstrap ## Model quality and Kedro/MLflow overhead at Home Cre
 
 bench-footprint: bootstrap ## The bento's installed size and cold start vs the full environment (after make build)
 	UV="$(UV)" $(RUN) python bench/bento_footprint.py
+
+bench-dashboard: bootstrap ## Open-client-to-explanation time in Chromium, p95 vs the API (after make build)
+	$(RUN) python bench/dashboard.py
 
 bench-serving: bootstrap ## /predict vs mlflow models serve vs a bare ASGI app, with wrk (~5 min)
 	@command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk"; exit 1; }

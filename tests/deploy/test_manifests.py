@@ -339,3 +339,22 @@ def test_the_job_the_trigger_creates_from_the_shipped_template_is_valid(rendered
     assert retrain["image"] == container["image"]  # the image of the same commit
     assert {"name": "CREDIT_SCORING_RETRAIN_ID", "value": request.retrain_id} in retrain["env"]
     assert len(job["metadata"]["name"]) <= 63
+
+
+def test_the_scoring_service_trusts_only_the_environments_identity_provider(rendered):
+    _, objects = rendered
+    deployment = by_name(objects, "Deployment", "credit-scoring-service")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["CREDIT_SCORING_ENVIRONMENT"] == "production"  # the development key is refused
+    (source,) = container["envFrom"]
+    auth = by_name(objects, "ConfigMap", source["configMapRef"]["name"])["data"]
+    from credit_scoring.core.tokens import AuthSettings
+
+    settings = AuthSettings(
+        **{k.removeprefix("CREDIT_SCORING_AUTH_").lower(): v for k, v in auth.items()}
+    )
+    assert settings.jwks_url.startswith("https://") and settings.issuer.startswith("https://")
+    assert settings.jwks_url.startswith(settings.issuer)  # the keys of that very issuer
+    egress = by_name(objects, "NetworkPolicy", "scoring-egress-identity-provider")["spec"]
+    assert egress["egress"][0]["ports"] == [{"protocol": "TCP", "port": 443}]

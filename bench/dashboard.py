@@ -1,0 +1,158 @@
+"""How long an advisor waits: from "Open client" to the gauge, the decision and the
+explanation visible in the browser (target: p95 under 1.5 s with the API on loopback).
+
+    make bench-dashboard        # after `make run` and `make build`
+
+One run: the project's bento (`bentoml serve`, 2 workers, a copy of the project's database),
+the dashboard (`streamlit run`), and Debian's Chromium driven by Playwright. The advisor
+signs in, searches ("Revolving loans"), and opens the 20 listed clients one after the
+other, twice. The peer, measured in the same run on the same clients: the API's own
+`GET /clients/{id}/explain` from Python (what the dashboard cannot go below). Results:
+bench/results/dashboard.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from credit_scoring.core.tokens import mint_development_token
+from credit_scoring.dashboard import journey
+from credit_scoring.project_config import PROJECT_ROOT
+
+RESULTS = PROJECT_ROOT / "bench" / "results" / "dashboard.json"
+TARGET_P95_S = 1.5
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+def summary(seconds: list[float]) -> dict[str, float]:
+    return {
+        "n": len(seconds),
+        "p50_s": round(statistics.median(seconds), 3),
+        "p95_s": round(percentile(seconds, 95), 3),
+        "max_s": round(max(seconds), 3),
+        "mean_s": round(statistics.fmean(seconds), 3),
+    }
+
+
+def start_api(work: Path) -> tuple[subprocess.Popen[bytes], str]:
+    database = PROJECT_ROOT / "data/09_serving/serving.db"
+    if not database.exists():
+        sys.exit("No client feature store: run `make run`, then `make build`.")
+    shutil.copy(database, work / "serving.db")
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CREDIT_SCORING_")},
+        "CREDIT_SCORING_DATABASE_URL": f"sqlite:///{work / 'serving.db'}",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bentoml", "serve", "credit_scoring:latest",
+         "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=(work / "api.log").open("w"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None:
+            break
+        time.sleep(0.5)
+    sys.exit(
+        "The API did not start (run `make build` first):\n" + (work / "api.log").read_text()[-2000:]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2, help="passes over the 20 listed clients")
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    work = Path(tempfile.mkdtemp(prefix="bench-dashboard-"))
+    api, url = start_api(work)
+    dashboard = journey.start_dashboard(url, free_port(), work / "dashboard.log")
+    base = f"http://127.0.0.1:{dashboard.args[dashboard.args.index('--server.port') + 1]}/"
+    headers = {"Authorization": f"Bearer {mint_development_token('bench', ['advisor'])}"}
+    opened: list[float] = []
+    api_explain: list[float] = []
+    try:
+        with sync_playwright() as playwright:
+            browser = journey.launch(playwright)
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            journey.sign_in(page, base, advisor="advisor-bench")
+            journey.search(page, "NAME_CONTRACT_TYPE", "Revolving loans")
+            ids = [
+                c["client_id"]
+                for c in httpx.get(
+                    f"{url}/clients/search",
+                    params=[("eq:NAME_CONTRACT_TYPE", "Revolving loans"), ("limit", 20)],
+                    headers=headers,
+                ).json()["clients"]
+            ]
+            for _ in range(args.rounds):
+                for client_id in ids:  # the first page of results: what the advisor sees
+                    opened.append(journey.open_client(page, client_id))
+            with httpx.Client(base_url=url, headers=headers, timeout=10) as client:
+                for client_id in ids * args.rounds:
+                    start = time.perf_counter()
+                    client.get(f"/clients/{client_id}/explain").raise_for_status()
+                    api_explain.append(time.perf_counter() - start)
+            browser.close()
+    finally:
+        for process in (dashboard, api):
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=60)
+    steady = opened[1:]  # the first open also loads the charting library into the page
+    result = {
+        "benchmark": "dashboard",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "browser": journey.CHROMIUM,
+        "measure": "seconds from clicking 'Open client' to the gauge, the decision and the "
+        "explanation drawn (Playwright, same page, one client after the other)",
+        "first_open_s": round(opened[0], 3),
+        "open_client": summary(opened),
+        "open_client_after_first": summary(steady),
+        "peer_api_clients_explain": summary(api_explain),
+        "dashboard_overhead_p50_s": round(
+            statistics.median(opened) - statistics.median(api_explain), 3
+        ),
+        "target": {"p95_s": TARGET_P95_S, "met": percentile(opened, 95) < TARGET_P95_S},
+        "samples_s": [round(s, 3) for s in opened],
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if k != "samples_s"}, indent=2))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
