@@ -58,36 +58,16 @@ end
 def verification_cost(repeat: int = 2000) -> dict[str, float]:
     """Microseconds per token verification, in this process: the development key (HS256)
     and an RS256 key served as a JWKS by a local HTTP server (cached, as in production)."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     import jwt
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from credit_scoring.core.tokens import AuthSettings, Verifier, mint_development_token
+    from credit_scoring.core.tokens import AuthSettings, Verifier, serve_jwks
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    jwk = {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key())), "kid": "k"}
-    body = json.dumps({"keys": [jwk]}).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    jwks_url, server = serve_jwks(key.public_key(), "k")
     now = int(time.time())
     claims = {"iss": "i", "aud": "a", "sub": "s", "roles": ["scoring"], "iat": now}
-    rs = Verifier(
-        AuthSettings(
-            jwks_url=f"http://127.0.0.1:{server.server_address[1]}/", issuer="i", audience="a"
-        )
-    )
+    rs = Verifier(AuthSettings(jwks_url=jwks_url, issuer="i", audience="a"))
     rs_token = jwt.encode(
         {**claims, "exp": now + 600}, key, algorithm="RS256", headers={"kid": "k"}
     )

@@ -25,9 +25,11 @@ RUN --mount=type=secret,id=ca,target=/run/secrets/ca \
     if [ -s /run/secrets/ca ]; then export SSL_CERT_FILE=/run/secrets/ca; fi; \
     /opt/uv/bin/uv venv --python python3 /opt/venv \
     && /opt/uv/bin/uv pip install --python /opt/venv/bin/python --no-deps -r /tmp/requirements.txt
-# Size (target: under 700 MB): no test suites, headers or stubs; LLVM's debug symbols out of
-# llvmlite (numba, for SHAP). Only that library is stripped: the wheels' bundled libraries
-# (*.libs/) were rewritten by auditwheel and strip corrupts them. The import proves it loads.
+# Size (target: under 700 MB): no test suites, headers or stubs; symbols out of llvmlite (LLVM,
+# for numba, for SHAP) and out of every extension module that auditwheel left alone. Never the
+# wheels' bundled libraries (*.libs/) nor the modules patched to find them (an RPATH or
+# RUNPATH): auditwheel rewrote those with patchelf, and strip corrupts them. The imports and
+# the few calls below prove that what was stripped still loads and computes.
 # binutils lives in this stage only; its version follows the base image's Debian release.
 # hadolint ignore=DL3008
 RUN apt-get update && apt-get install -y --no-install-recommends binutils libgomp1 \
@@ -35,7 +37,14 @@ RUN apt-get update && apt-get install -y --no-install-recommends binutils libgom
     && find /opt/venv -depth -type d -name tests -path '*/site-packages/*' -exec rm -rf {} + \
     && find /opt/venv \( -name '*.pyi' -o -name '*.pxd' -o -name '*.h' -o -name '*.c' -o -name '*.cpp' \) -delete \
     && strip --strip-unneeded /opt/venv/lib/python3.11/site-packages/llvmlite/binding/libllvmlite.so \
-    && /opt/venv/bin/python -c "import numba, shap, lightgbm, bentoml"
+    && find /opt/venv -name '*.so' -not -path '*.libs/*' -not -path '*/llvmlite/*' -exec sh -c \
+       'for m; do readelf -d "$m" | grep -qiE "rpath|runpath" || strip --strip-unneeded "$m"; done' \
+       sh {} + \
+    && /opt/venv/bin/python -c "import numba, shap, lightgbm, bentoml, sklearn.linear_model, \
+scipy.sparse, scipy.special, sqlalchemy, psycopg, yaml, aiohttp, jwt, numpy as np, pandas as pd; \
+from cryptography.hazmat.primitives.asymmetric import ec; k = ec.generate_private_key(ec.SECP256R1()); \
+assert jwt.decode(jwt.encode({'a': 1}, k, algorithm='ES256'), k.public_key(), algorithms=['ES256']); \
+assert np.allclose(np.linalg.inv(np.eye(3)), np.eye(3)) and pd.DataFrame({'a': [1, 2]}).a.sum() == 3"
 
 FROM ${BASE_IMAGE}
 # the reference this image is pushed under (set by `make image-service`): every prediction

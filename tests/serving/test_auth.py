@@ -6,10 +6,8 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt
@@ -26,6 +24,7 @@ from credit_scoring.core.tokens import (
     TokenError,
     Verifier,
     mint_development_token,
+    serve_jwks,
 )
 from credit_scoring.core.tokens import main as token_main
 
@@ -252,22 +251,8 @@ def test_make_token_prints_a_short_lived_token_of_the_role(capsys):
 @pytest.fixture(scope="module")
 def jwks_url() -> Iterator[str]:
     """A real HTTP server publishing one RSA key, as an OIDC issuer does."""
-    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(RSA_KEY.public_key()))
-    body = json.dumps({"keys": [{**jwk, "kid": "k1", "use": "sig", "alg": "RS256"}]}).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
+    url, server = serve_jwks(RSA_KEY.public_key(), "k1")
+    yield url
     server.shutdown()
 
 

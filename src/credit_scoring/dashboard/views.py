@@ -39,6 +39,18 @@ def _card(api: ScoringApi) -> dict[str, Any]:
     return dict(card)
 
 
+def _card_only() -> tuple[DashboardSettings, dict[str, Any] | None]:
+    """The model card for a page that shows nothing else (None: the error is on the page)."""
+    settings, api = _context()
+    try:
+        return settings, _card(api)
+    except ApiError as exc:
+        st.error(str(exc), icon="🚫")
+        return settings, None
+    finally:
+        api.close()
+
+
 def _filters(card: dict[str, Any], key: str) -> list[tuple[str, Any]]:
     """Labelled filter widgets for the columns the advisor picks; the API's query params."""
     options = card["filters"]
@@ -203,14 +215,9 @@ def client_page() -> None:
 
 def model_page() -> None:
     _title("Model card")
-    _, api = _context()
-    try:
-        card = _card(api)
-    except ApiError as exc:
-        st.error(str(exc), icon="🚫")
+    _, card = _card_only()
+    if card is None:
         return
-    finally:
-        api.close()
     st.write(
         f"Model **{card['model_name']}**, version **{card['model_version']}** "
         f"({card['candidate']}), trained in MLflow run `{card['lineage'].get('mlflow_run_id')}`."
@@ -258,14 +265,9 @@ def model_page() -> None:
 
 def transparency_page() -> None:
     _title("Transparency: how client data are used")
-    settings, api = _context()
-    try:
-        card = _card(api)
-    except ApiError as exc:
-        st.error(str(exc), icon="🚫")
+    settings, card = _card_only()
+    if card is None:
         return
-    finally:
-        api.close()
     st.header("Purpose")
     st.write(
         "The score estimates the risk that a credit applicant will not repay, to help decide on "

@@ -174,16 +174,21 @@ async def _client_route(request: Request, action: str) -> JSONResponse:
     return JSONResponse(payload)
 
 
+def _clients_service() -> tuple[CreditScoring, ClientFeatureStore]:
+    service: CreditScoring = bentoml.get_current_service()
+    assert service.clients is not None  # the routes are mounted only when clients have ids
+    return service, service.clients
+
+
 async def _client_search(request: Request) -> JSONResponse:
     """A page of known clients matching the filters (ids, when observed, a few columns)."""
     try:
         query = parse_search(request.query_params, COLUMNS)
     except QueryError as exc:
         return JSONResponse(exc.body(), status_code=422)
-    service: CreditScoring = bentoml.get_current_service()
-    assert service.clients is not None
+    _, clients = _clients_service()
     total, rows = await run_in_threadpool(
-        service.clients.search, query.filters, query.columns, query.limit, query.offset
+        clients.search, query.filters, query.columns, query.limit, query.offset
     )
     return JSONResponse(
         {
@@ -204,9 +209,8 @@ async def _client_population(request: Request) -> JSONResponse:
         query = parse_population(request.query_params, COLUMNS)
     except QueryError as exc:
         return JSONResponse(exc.body(), status_code=422)
-    service: CreditScoring = bentoml.get_current_service()
-    assert service.clients is not None
-    total, records = await run_in_threadpool(service.clients.sample, query.filters, query.size)
+    service, clients = _clients_service()
+    total, records = await run_in_threadpool(clients.sample, query.filters, query.size)
     scores: list[float] = []
     if records:
         scores = list(await run_in_threadpool(service.scorer.probabilities, records))
