@@ -156,7 +156,9 @@ def test_outside_development_there_is_no_development_sign_in(dashboard_env, monk
     assert not app.text_input and not app.button
 
 
-def test_a_client_whose_data_are_old_gets_a_warning(dashboard_env, api_server, client_features):
+def test_a_client_whose_data_are_old_gets_a_warning(
+    dashboard_env, api_server, client_features, caplog
+):
     client_id = str(client_features["client_id"].iloc[7])
     engine = make_engine(api_server["db"])
     with engine.begin() as conn:  # the feature store says these data are two years old
@@ -167,6 +169,8 @@ def test_a_client_whose_data_are_old_gets_a_warning(dashboard_env, api_server, c
     engine.dispose()
     app = signed_in()
     app.session_state["client_id"] = client_id
-    app.run()
+    with caplog.at_level("DEBUG"):
+        app.run()
+    assert client_id not in caplog.text  # the pseudonym is in the API's paths, not in logs
     warning = next(w.value for w in app.warning if "GDPR art. 5.1.d" in w.value)
     assert "collected on 01 November 2024" in warning and "more than 183 days" in warning

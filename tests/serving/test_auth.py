@@ -177,7 +177,11 @@ def test_each_access_of_an_authenticated_caller_is_audited(
     for method, path, body, _ in _routes(application, known_client):
         response = _call(anonymous, method, path, body, header)
         assert response.status_code == 200, (path, response.text)
-        expected.append(response.headers["x-request-id"])
+        if path.startswith("/clients") or (body or {}).get("client_id"):
+            expected.append(response.headers["x-request-id"])  # a client's data: audited
+    named = {"application": application, "client_id": known_client}
+    explained = _call(anonymous, "POST", "/explain", named, header)
+    expected.append(explained.headers["x-request-id"])
     unknown = _call(anonymous, "GET", "/clients/" + "e" * 64 + "/score", None, header)
     assert unknown.status_code == 404
     refused = _call(anonymous, "GET", "/clients/search?limit=0", None, header)
@@ -198,18 +202,17 @@ def test_each_access_of_an_authenticated_caller_is_audited(
     )
     assert set(routes.values()) == {
         "/predict",
-        "/predict_batch",
         "/explain",
         "/clients/{client_id}/score",
         "/clients/{client_id}/explain",
         "/clients/search",
         "/clients/population",
-        "/model/card",
     }  # templates: the pseudonym in a path never becomes a route value
+    # not audited: scoring applications that name no client, and the model card
     touched = by_request.loc[expected].set_index("route")["client_id"]
     assert touched["/clients/{client_id}/score"] == known_client
-    assert touched["/predict"] == known_client  # the client_id of the body
-    assert pd.isna(touched["/explain"]) and pd.isna(touched["/clients/search"])
+    assert touched["/predict"] == known_client == touched["/explain"]  # the body's client_id
+    assert pd.isna(touched["/clients/search"])
     by_status = rows.groupby("status")["route"].apply(set).to_dict()
     assert by_status[404] == {"/clients/{client_id}/score"}
     assert rows.loc[rows["status"] == 404, "client_id"].iloc[0] == "e" * 64
@@ -233,6 +236,25 @@ def test_the_development_key_is_refused_outside_development(monkeypatch, capsys)
         Verifier(AuthSettings())
     monkeypatch.setenv("CREDIT_SCORING_AUTH_SIGNING_KEY", "k" * 40)
     assert Verifier(AuthSettings()).verify(mint_development_token("a", ["advisor"])).subject == "a"
+
+
+def test_a_remembered_token_is_refused_once_expired_and_a_forged_one_never_matches(monkeypatch):
+    verifier = Verifier(AuthSettings(leeway_seconds=0), cache_size=2)
+    token = _hs(_claims(exp=int(time.time()) + 2))
+    assert verifier.verify(token).subject == "advisor-matrix"
+    assert verifier.verify(token).subject == "advisor-matrix"  # from the cache
+    head, payload, signature = token.split(".")
+    with pytest.raises(TokenError):  # one character of the signature changed
+        verifier.verify(
+            f"{head}.{payload}.{signature[:-2]}{'A' if signature[-2] != 'A' else 'B'}{signature[-1]}"
+        )
+    later = time.time() + 5
+    monkeypatch.setattr(time, "time", lambda: later)
+    with pytest.raises(TokenError, match="expired"):
+        verifier.verify(token)
+    for subject in ("a", "b", "c"):  # bounded: the oldest goes
+        verifier.verify(_hs(_claims(sub=subject, iat=int(later) - 10, exp=int(later) + 60)))
+    assert len(verifier._verified) == 2
 
 
 def test_make_token_prints_a_short_lived_token_of_the_role(capsys):

@@ -18,6 +18,7 @@ import argparse
 import os
 import sys
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -117,10 +118,19 @@ class IssuerUnavailable(Exception):
 
 
 class Verifier:
-    """Checks a bearer token; one per process (the JWKS client caches the keys)."""
+    """Checks a bearer token; one per process (the JWKS client caches the keys).
 
-    def __init__(self, settings: AuthSettings) -> None:
+    A verified token is remembered (by its exact bytes, signature included) until it
+    expires: a service account or an advisor sends the same token for many requests, and
+    checking its signature again each time was a fifth of a /predict's server time
+    (docs/benchmarks.md). A forged or altered token never matches a remembered one; the cache
+    is bounded (``cache_size``, oldest out first) and each hit checks the expiry again.
+    """
+
+    def __init__(self, settings: AuthSettings, cache_size: int = 4096) -> None:
         self.settings = settings
+        self.cache_size = cache_size
+        self._verified: OrderedDict[str, tuple[float, Identity]] = OrderedDict()
         self._jwks: jwt.PyJWKClient | None = None
         self._key: str | None = None
         if settings.jwks_url:
@@ -131,6 +141,20 @@ class Verifier:
             self.algorithms = list(HMAC_ALGORITHMS)
 
     def verify(self, token: str) -> Identity:
+        known = self._verified.get(token)
+        if known is not None:
+            expires, identity = known
+            if time.time() < expires:
+                return identity
+            del self._verified[token]
+            raise TokenError("expired")
+        identity, expires = self._verify(token)
+        self._verified[token] = (expires, identity)
+        if len(self._verified) > self.cache_size:
+            self._verified.popitem(last=False)
+        return identity
+
+    def _verify(self, token: str) -> tuple[Identity, float]:
         if not token or len(token) > MAX_TOKEN_BYTES or token.count(".") != 2:
             raise TokenError("malformed")
         try:
@@ -170,7 +194,8 @@ class Verifier:
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject or len(subject) > 255:
             raise TokenError("invalid")
-        return Identity(subject=subject, roles=_roles(claims, self.settings.roles_claim))
+        identity = Identity(subject=subject, roles=_roles(claims, self.settings.roles_claim))
+        return identity, float(claims["exp"]) + self.settings.leeway_seconds
 
 
 def _roles(claims: Mapping[str, Any], path: str) -> frozenset[str]:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import httpx
+
+# httpx logs every request's URL at INFO: a client's pseudonym is in those paths, and it is
+# personal data that must not reach the dashboard's logs
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 class ApiError(Exception):

@@ -77,6 +77,15 @@ ROUTE_ROLES: tuple[tuple[str, frozenset[str]], ...] = (
 )
 
 
+def audited(path: str, access: Access) -> bool:
+    """Whether a request is an access to clients' stored data: a route under /clients (one
+    client, a search, a comparison group), or a scoring request that names a client. Scoring
+    an application that names no one is recorded as its prediction event, not here: auditing
+    every such call cost ~10% of /predict's throughput for no one's data (docs/benchmarks.md).
+    """
+    return path.startswith("/clients") or access.client_id is not None
+
+
 def required_roles(path: str) -> frozenset[str] | None:
     """The roles that may call ``path``; None for an open route (health, metrics, docs)."""
     for prefix, roles in ROUTE_ROLES:
@@ -134,9 +143,9 @@ class ApiGuard:
 
     With a ``verifier``, the routes of ``ROUTE_ROLES`` need a bearer token with one of their
     roles (401 without a valid one, 403 with the wrong role), checked before the body is
-    read; each answered request of an authenticated caller goes to ``on_access`` (the access
-    audit trail): who, when, which route template, which client (when the route set one), and
-    the status.
+    read; each answered request of an authenticated caller that accesses clients' data
+    (``audited``) goes to ``on_access`` (the access audit trail): who, when, which route
+    template, which client (when the route set one), and the status.
     """
 
     def __init__(
@@ -180,7 +189,8 @@ class ApiGuard:
                     await responder.refuse(403, FORBIDDEN)
             finally:
                 ACCESS.reset(access_token)
-                self._audit(scope, request_id, access, responder.status or 500)
+                if audited(scope["path"], access):
+                    self._audit(scope, request_id, access, responder.status or 500)
         finally:
             REQUEST_ID.reset(token)
 
