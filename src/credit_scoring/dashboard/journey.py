@@ -69,13 +69,23 @@ def launch(playwright: Any) -> Any:
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
-def settled(page: Any) -> None:
-    """Wait until Streamlit has finished the current run (no stale element left)."""
-    page.wait_for_function(
-        "() => !document.querySelector('[data-stale=\"true\"]') && "
-        "!document.querySelector('[data-testid=\"stStatusWidget\"]')",
-        timeout=ROW_TIMEOUT_MS,
-    )
+def settled(page: Any, quiet_ms: int = 400) -> None:
+    """Wait until Streamlit has finished the current run: no stale element, no "running"
+    indicator, and the page unchanged for ``quiet_ms`` (a run draws its elements one by one)."""
+    deadline = time.monotonic() + ROW_TIMEOUT_MS / 1000
+    previous = None
+    while time.monotonic() < deadline:
+        page.wait_for_function(
+            "() => !document.querySelector('[data-stale=\"true\"]') && "
+            "!document.querySelector('[data-testid=\"stStatusWidget\"]')",
+            timeout=ROW_TIMEOUT_MS,
+        )
+        current = page.evaluate("document.body.innerHTML.length")
+        if current == previous:
+            return
+        previous = current
+        page.wait_for_timeout(quiet_ms)
+    raise TimeoutError("the page kept changing")
 
 
 def sign_in(page: Any, base: str, advisor: str = "advisor-browser") -> None:
