@@ -156,7 +156,8 @@ def test_a_differently_shaped_dataset_runs_with_a_conf_environment_only(project_
         [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().splitlines()[-1] == "loan_risk False []"
+    # the model card is there (it needs no client); no /clients routes
+    assert result.stdout.strip().splitlines()[-1] == "loan_risk False ['/model/card']"
 
 
 def test_a_configuration_typo_fails_before_anything_runs(project_copy: Path):
