@@ -19,7 +19,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,15 +31,10 @@ import httpx
 from credit_scoring.core.tokens import mint_development_token
 from credit_scoring.dashboard import journey
 from credit_scoring.project_config import PROJECT_ROOT
+from serving import free_port, serve_bento, wait_ready  # bench/serving.py
 
 RESULTS = PROJECT_ROOT / "bench" / "results" / "dashboard.json"
 TARGET_P95_S = 1.5
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -59,35 +53,19 @@ def summary(seconds: list[float]) -> dict[str, float]:
 
 
 def start_api(work: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """The project's bento, served as bench/serving.py serves it, on a copy of its database."""
     database = PROJECT_ROOT / "data/09_serving/serving.db"
     if not database.exists():
         sys.exit("No client feature store: run `make run`, then `make build`.")
     shutil.copy(database, work / "serving.db")
     port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("CREDIT_SCORING_")},
-        "CREDIT_SCORING_DATABASE_URL": f"sqlite:///{work / 'serving.db'}",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bentoml", "serve", "credit_scoring:latest",
-         "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=(work / "api.log").open("w"), stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None:
-            break
-        time.sleep(0.5)
-    sys.exit(
-        "The API did not start (run `make build` first):\n" + (work / "api.log").read_text()[-2000:]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CREDIT_SCORING_")}
+    process = serve_bento(
+        "api", port, env, work, CREDIT_SCORING_DATABASE_URL=f"sqlite:///{work / 'serving.db'}"
     )
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(f"{url}/readyz", process, work / "api.log")
+    return process, url
 
 
 def main() -> None:

@@ -88,6 +88,15 @@ def verification_cost(repeat: int = 2000) -> dict[str, float]:
     return out
 
 
+def verification_share(
+    verification: dict[str, float], requests_per_s: float, workers: int
+) -> float:
+    """The share of one /predict's server time (the workers saturated) that checking a new
+    token takes."""
+    per_request_us = 1e6 * workers / requests_per_s
+    return round(verification["hs256_first_use_us"] / per_request_us, 4)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -188,13 +197,11 @@ def main() -> None:
         result = json.loads(RESULTS.read_text())
         result["token_verification"] = verification_cost()
         result["token_verification_measured"] = time.strftime("%Y-%m-%d %H:%M:%S")
-        per_request_us = (
-            1e6 * args.workers / result["median_of_rounds"]["api_predict"]["requests_per_s"]
+        result["ratios"]["token_first_use_share_of_predict"] = verification_share(
+            result["token_verification"],
+            result["median_of_rounds"]["api_predict"]["requests_per_s"],
+            args.workers,
         )
-        result["ratios"]["token_first_use_share_of_predict"] = round(
-            result["token_verification"]["hs256_first_use_us"] / per_request_us, 4
-        )
-        result["ratios"].pop("token_verification_share_of_predict", None)
         RESULTS.write_text(json.dumps(result, indent=2))
         print(result["token_verification"], result["ratios"])
         return
@@ -388,10 +395,8 @@ def main() -> None:
         "every_answered_decision_stored": int(stored["n"].iloc[0]) >= answered,
     }
     verification = verification_cost()
-    # the share of one /predict's server time that the token check takes (2 workers saturated)
-    per_request_us = 1e6 * args.workers / api["requests_per_s"]
-    ratios["token_first_use_share_of_predict"] = round(
-        verification["hs256_first_use_us"] / per_request_us, 4
+    ratios["token_first_use_share_of_predict"] = verification_share(
+        verification, api["requests_per_s"], args.workers
     )
     result = {
         "benchmark": "serving",

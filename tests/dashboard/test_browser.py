@@ -107,6 +107,8 @@ def test_the_advisor_journey_in_a_browser(dashboard, api_server, page):
     assert "raises the risk" in text or "lowers the risk" in text
     charts = page.locator('[data-testid="stPlotlyChart"]')
     charts.nth(3).wait_for()
+    journey.settled(page)  # the comparison section is drawn after the explanation
+    text = main.inner_text()
     assert charts.count() == 4  # gauge, explanation, distribution, bivariate plot
     assert "this client among the comparison group" in text
     assert "by decision" in text

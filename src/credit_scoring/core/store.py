@@ -616,13 +616,10 @@ class ClientFeatureStore:
         found = self.lookup(client_id)
         return None if found is None else found[0]
 
-    def _table(self) -> sa.Table:
-        return sa.Table(CLIENT_FEATURES_TABLE, sa.MetaData(), autoload_with=self.engine)
-
-    def _where(self, table: sa.Table, filters: list[Filter]) -> list[Any]:
+    def _where(self, filters: list[Filter]) -> list[Any]:
         clauses: list[Any] = []
         for column, op, value in filters:
-            col = table.c[column]
+            col: Any = sa.column(column)
             if op == "eq":
                 clauses.append(col.in_(list(value)))
             elif op == "ge":
@@ -635,38 +632,42 @@ class ClientFeatureStore:
                 raise ValueError(f"unknown filter operator {op!r}")
         return clauses
 
-    def search(
-        self, filters: list[Filter], columns: list[str], limit: int, offset: int
+    def _rows(
+        self, filters: list[Filter], columns: list[str] | None, limit: int, offset: int = 0
     ) -> tuple[int, list[dict[str, Any]]]:
-        """How many clients match, and one page of them (id, observed_at, ``columns``),
-        in id order (pseudonyms are uniformly spread: a stable, unbiased order)."""
-        table = self._table()
-        where = self._where(table, filters)
-        selected = [table.c[self.id_column], table.c[OBSERVED_AT], *(table.c[c] for c in columns)]
+        """How many clients match, and ``limit`` of them from ``offset`` (``columns``, or all),
+        in id order (pseudonyms are uniformly spread: a stable, unbiased order). The table is
+        named, not reflected: no schema query on the request path."""
+        table = sa.table(CLIENT_FEATURES_TABLE)
+        where = self._where(filters)
+        selected: list[Any] = (
+            [sa.column(c) for c in columns] if columns else [sa.literal_column("*")]
+        )
         with self.engine.connect() as conn:
             total = conn.execute(sa.select(sa.func.count()).select_from(table).where(*where))
+            count = int(total.scalar_one())
             rows = conn.execute(
                 sa.select(*selected)
+                .select_from(table)
                 .where(*where)
-                .order_by(table.c[self.id_column])
+                .order_by(sa.column(self.id_column))
                 .limit(limit)
                 .offset(offset)
             )
-            count = int(total.scalar_one())
-            return count, [_jsonable(dict(r)) for r in rows.mappings()]
+            return count, [dict(r) for r in rows.mappings()]
+
+    def search(
+        self, filters: list[Filter], columns: list[str], limit: int, offset: int
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """How many clients match, and one page of them (id, observed_at, ``columns``)."""
+        count, rows = self._rows(filters, [self.id_column, OBSERVED_AT, *columns], limit, offset)
+        return count, [jsonable(row) for row in rows]
 
     def sample(self, filters: list[Filter], size: int) -> tuple[int, list[dict[str, Any]]]:
         """How many clients match, and up to ``size`` of them (all their features)."""
-        table = self._table()
-        where = self._where(table, filters)
-        features = [c for c in table.c if c.name not in (self.id_column, OBSERVED_AT)]
-        with self.engine.connect() as conn:
-            total = conn.execute(sa.select(sa.func.count()).select_from(table).where(*where))
-            rows = conn.execute(
-                sa.select(*features).where(*where).order_by(table.c[self.id_column]).limit(size)
-            )
-            count = int(total.scalar_one())
-            return count, [dict(r) for r in rows.mappings()]
+        count, rows = self._rows(filters, None, size)
+        meta = (self.id_column, OBSERVED_AT)
+        return count, [{k: v for k, v in row.items() if k not in meta} for row in rows]
 
     def close(self) -> None:
         self.engine.dispose()
@@ -678,7 +679,8 @@ def _as_datetime(value: Any) -> datetime | None:
     return datetime.fromisoformat(str(value))  # SQLite may give text back
 
 
-def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+def jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as JSON can carry it: datetimes as ISO text, NaN as null."""
     out = {}
     for key, value in row.items():
         if isinstance(value, datetime):

@@ -72,7 +72,7 @@ def decision_sentence(explanation: dict[str, Any]) -> str:
     )
 
 
-def _value(value: Any) -> str:
+def value_text(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.0f}"
     return "missing" if value is None else str(value)
@@ -84,12 +84,12 @@ def contribution_sentences(explanation: dict[str, Any], top: int = 5) -> list[st
     for c in explanation["contributions"][:top]:
         if c["shap_value"] >= 0:
             sentences.append(
-                f"{ICON_RAISES} {c['feature']} = {_value(c['value'])} raises the risk "
+                f"{ICON_RAISES} {c['feature']} = {value_text(c['value'])} raises the risk "
                 f"(+{c['shap_value']:.3f})."
             )
         else:
             sentences.append(
-                f"{ICON_LOWERS} {c['feature']} = {_value(c['value'])} lowers the risk "
+                f"{ICON_LOWERS} {c['feature']} = {value_text(c['value'])} lowers the risk "
                 f"({c['shap_value']:.3f})."
             )
     return sentences
@@ -209,7 +209,7 @@ def distribution_chart(
             below = sum(1 for v in numbers if v < client_value)
             text = (
                 f"Histogram of {feature} for {len(numbers)} clients of the comparison group. "
-                f"This client's value, {_value(client_value)}, is higher than "
+                f"This client's value, {value_text(client_value)}, is higher than "
                 f"{100 * below / len(numbers):.0f}% of them."
             )
         else:
@@ -220,9 +220,9 @@ def distribution_chart(
     else:
         counts: dict[str, int] = {}
         for v in values:
-            counts[_value(v)] = counts.get(_value(v), 0) + 1
+            counts[value_text(v)] = counts.get(value_text(v), 0) + 1
         names = sorted(counts, key=lambda k: -counts[k])
-        mine = _value(client_value)
+        mine = value_text(client_value)
         figure.add_trace(
             go.Bar(
                 x=names,
@@ -293,8 +293,8 @@ def scatter_chart(
     text = (
         f"Scatter plot of {y} against {x} for {len(rows)} clients of the comparison group: "
         f"{counts['accept']} accepted (green circles) and {counts['refuse']} refused (orange "
-        f"crosses). This client (black star, {decision}) is at {x} = {_value(client.get(x))}, "
-        f"{y} = {_value(client.get(y))}."
+        f"crosses). This client (black star, {decision}) is at {x} = {value_text(client.get(x))}, "
+        f"{y} = {value_text(client.get(y))}."
     )
     return _accessible(figure), text
 

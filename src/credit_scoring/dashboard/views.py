@@ -12,6 +12,7 @@ from credit_scoring.dashboard.api import ApiError, ScoringApi
 from credit_scoring.dashboard.settings import DashboardSettings
 
 APP = "Credit advisor dashboard"
+MAX_LISTED = 8  # columns the API lists per client (its `columns` parameter)
 
 
 def _describe(text: str) -> None:
@@ -148,19 +149,21 @@ def _client(api: ScoringApi, settings: DashboardSettings, card: dict[str, Any]) 
     st.markdown(
         "\n".join(f"- {present.plain(s)}" for s in present.contribution_sentences(explanation))
     )
-    _information(api, card, client_id)
-    _comparison(api, settings, card, client_id, explanation)
+    row = _information(api, card, client_id)
+    _comparison(api, settings, card, client_id, explanation, row)
 
 
-def _information(api: ScoringApi, card: dict[str, Any], client_id: str) -> None:
+def _information(api: ScoringApi, card: dict[str, Any], client_id: str) -> dict[str, Any]:
+    """Shows the client's main characteristics; returns them (the comparison reuses them)."""
     st.header("4. The client's main information")
-    shown = [c["column"] for c in card["data_used"] if c["filterable"]][:12]
-    row = api.client_row(client_id, shown[:8]) or {}
+    shown = [c["column"] for c in card["data_used"] if c["filterable"]]
+    row = api.client_row(client_id, shown[:MAX_LISTED]) or {}
     st.dataframe(
-        [{"information": k, "value": present._value(v)} for k, v in row.items()],
+        [{"information": k, "value": present.value_text(v)} for k, v in row.items()],
         hide_index=True,
         width="stretch",
     )
+    return row
 
 
 def _comparison(
@@ -169,6 +172,7 @@ def _comparison(
     card: dict[str, Any],
     client_id: str,
     explanation: dict[str, Any],
+    known: dict[str, Any],
 ) -> None:
     st.header("5. Compared with other clients")
     options = card["filters"]
@@ -191,7 +195,8 @@ def _comparison(
         f"A sample of {population['sample_size']:,} of the {population['total']:,} clients in "
         "the comparison group."
     )
-    client = api.client_row(client_id, features) or {}
+    missing = [f for f in features if f not in known]  # only what section 4 did not fetch
+    client = {**known, **(api.client_row(client_id, missing) or {})} if missing else known
     figure, text = present.distribution_chart(population["rows"], feature, client.get(feature))
     st.plotly_chart(figure, key="distribution")
     _describe(text)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from credit_scoring.core.contract import DataContract
@@ -48,20 +48,18 @@ class Columns:
     id_column: str
     numeric: list[str]
     categories: dict[str, list[str]]
-    descriptions: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, contract: DataContract) -> Columns:
-        numeric, categories, descriptions = [], {}, {}
+        numeric, categories = [], {}
         for name, column in contract.columns.items():
             if column.sensitive:
                 continue
-            descriptions[name] = column.description or ""
             if column.dtype == "category":
                 categories[name] = [str(v) for v in column.allowed or []]
             elif column.dtype in ("float", "int"):
                 numeric.append(name)
-        return cls(contract.pseudonymised_id_column, numeric, categories, descriptions)
+        return cls(contract.pseudonymised_id_column, numeric, categories)
 
     @property
     def all(self) -> list[str]:

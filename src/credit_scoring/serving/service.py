@@ -29,6 +29,7 @@ from credit_scoring.core.store import (
     AUDIT_TABLE,
     ClientFeatureStore,
     EventStore,
+    jsonable,
     time_ordered_id,
     utc_now,
 )
@@ -154,9 +155,8 @@ async def _client_route(request: Request, action: str) -> JSONResponse:
             errors=[{"field": "path.client_id", "rule": "pattern", "message": CLIENT_ID_PATTERN}],
         )
     touched_client(client_id)
-    service: CreditScoring = bentoml.get_current_service()
-    assert service.clients is not None  # the route is mounted only when clients have ids
-    record = await run_in_threadpool(service.clients.lookup, client_id)
+    service, clients = _clients_service()
+    record = await run_in_threadpool(clients.lookup, client_id)
     if record is None:
         return _error(
             404,
@@ -228,13 +228,9 @@ async def _client_population(request: Request) -> JSONResponse:
             "sample_size": len(rows),
             "features": query.features,
             "threshold": SPEC.threshold,
-            "rows": [_finite(row) for row in rows],
+            "rows": [jsonable(row) for row in rows],
         }
     )
-
-
-def _finite(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: None if isinstance(v, float) and v != v else v for k, v in row.items()}
 
 
 async def _model_card(request: Request) -> JSONResponse:
