@@ -81,3 +81,5 @@ def test_a_client_score_says_when_its_data_were_observed(http, client_features):
     body = http.get(f"/clients/{client_id}/score").json()
     observed = pd.Timestamp(body[OBSERVED_AT])
     assert utc_now() - timedelta(days=1) < observed.to_pydatetime() <= utc_now()
+    listed = http.get(f"/clients/search?client_id_prefix={client_id}").json()["clients"][0]
+    assert listed[OBSERVED_AT] == body[OBSERVED_AT]  # the same ISO text from both routes

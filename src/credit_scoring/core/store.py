@@ -661,6 +661,8 @@ class ClientFeatureStore:
     ) -> tuple[int, list[dict[str, Any]]]:
         """How many clients match, and one page of them (id, observed_at, ``columns``)."""
         count, rows = self._rows(filters, [self.id_column, OBSERVED_AT, *columns], limit, offset)
+        for row in rows:  # SQLite gives the text it stored, PostgreSQL a datetime: one format
+            row[OBSERVED_AT] = _as_datetime(row[OBSERVED_AT])
         return count, [jsonable(row) for row in rows]
 
     def sample(self, filters: list[Filter], size: int) -> tuple[int, list[dict[str, Any]]]:
