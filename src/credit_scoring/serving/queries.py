@@ -137,7 +137,7 @@ def _columns(params: Any, name: str, columns: Columns, most: int, errors: list) 
         errors.append(_problem(name, "enum", f"columns among {columns.all}"))
     if len(chosen) > most:
         errors.append(_problem(name, "too_long", f"at most {most} columns"))
-    return [c for c in chosen if c in columns.all][:most]
+    return list(dict.fromkeys(c for c in chosen if c in columns.all))[:most]  # once each
 
 
 @dataclass
