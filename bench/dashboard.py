@@ -28,9 +28,9 @@ from pathlib import Path
 
 import httpx
 
-from credit_scoring.core.tokens import mint_development_token
-from credit_scoring.dashboard import journey
-from credit_scoring.project_config import PROJECT_ROOT
+from credit_scoring.auth.tokens import mint_development_token
+from credit_scoring.config.loader import PROJECT_ROOT
+from credit_scoring.devtools import journey
 from serving import free_port, serve_bento, wait_ready  # bench/serving.py
 
 RESULTS = PROJECT_ROOT / "bench" / "results" / "dashboard.json"

@@ -25,9 +25,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from credit_scoring.docker_engine import SYSTEM_CA_BUNDLE, Engine, engine, local_base_image
-from credit_scoring.monitoring.demo import free_port
-from credit_scoring.project_config import PROJECT_ROOT
+from credit_scoring.config.loader import PROJECT_ROOT
+from credit_scoring.devtools.demo import free_port
+from credit_scoring.ops.docker_engine import SYSTEM_CA_BUNDLE, Engine, engine, local_base_image
 
 ROUNDS = 3
 RESULTS = PROJECT_ROOT / "bench/results/images.json"
@@ -111,7 +111,7 @@ def main() -> int:
         pipeline_build = time.monotonic() - built
         built = time.monotonic()
         service = subprocess.run(
-            [sys.executable, "-m", "credit_scoring.containerize", "--base-image", base,
+            [sys.executable, "-m", "credit_scoring.ops.containerize", "--base-image", base,
              "--repository", "credit-scoring-service-bench",
              *(["--ca-bundle", str(SYSTEM_CA_BUNDLE)] if SYSTEM_CA_BUNDLE.exists() else [])],
             env={**docker.env, "DOCKER": " ".join(docker.client)},

@@ -35,20 +35,26 @@ import mlflow
 import pandas as pd
 import sqlalchemy as sa
 
+from credit_scoring.config.loader import PROJECT_ROOT
+from credit_scoring.config.monitoring import DriftParams, MonitoringParams
 from credit_scoring.core.spec import REFERENCE_ARTIFACT
-from credit_scoring.core.store import EventStore, create_schema, insert_rows, make_engine, utc_now
-from credit_scoring.monitoring.drift import SCORE, DriftParams, build_report
-from credit_scoring.monitoring.params import MonitoringParams
-from credit_scoring.monitoring.simulate import population
+from credit_scoring.devtools.sandbox import kedro_run, make_project_copy, quick_training
+from credit_scoring.monitoring.drift import SCORE, build_report
 from credit_scoring.pipelines.monitoring.nodes import (
     current_frame,
     fetch_reference,
     processed_features,
 )
-from credit_scoring.project_config import PROJECT_ROOT
-from credit_scoring.registry import load_model
-from credit_scoring.sandbox import kedro_run, make_project_copy, quick_training
-from credit_scoring.synthetic import main as generate_main
+from credit_scoring.storage.store import (
+    EventStore,
+    create_schema,
+    insert_rows,
+    make_engine,
+    utc_now,
+)
+from credit_scoring.training.registry import load_model
+from credit_scoring.training.synthetic import main as generate_main
+from credit_scoring.training.synthetic import population
 
 RESULTS = PROJECT_ROOT / "bench" / "results" / "monitoring.json"
 POSTGRES_URL = os.environ.get(

@@ -1,6 +1,6 @@
 """The monitoring loop at its default size, timed step by step (``make monitoring-demo``).
 
-Runs the demo (credit_scoring.monitoring.demo) and writes each step's time since the first
+Runs the demo (credit_scoring.devtools.demo) and writes each step's time since the first
 drifted request to bench/results/monitoring_loop.json, against the targets: the alert
 delivered to the trigger within 3 minutes of the first drifted request, the retraining
 started within 30 s of the delivery, the new model serving within 15 minutes.
@@ -17,8 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from credit_scoring.monitoring.demo import Demo, Sizes, missing_binaries, running
-from credit_scoring.project_config import PROJECT_ROOT
+from credit_scoring.config.loader import PROJECT_ROOT
+from credit_scoring.devtools.demo import Demo, Sizes, missing_binaries, running
 
 RESULTS = PROJECT_ROOT / "bench" / "results" / "monitoring_loop.json"
 

@@ -26,12 +26,13 @@ import pandas as pd
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
+from credit_scoring.config.loader import PROJECT_ROOT, project_parameters
+from credit_scoring.config.synthetic import HOME_CREDIT_SIZE, SyntheticParams
 from credit_scoring.core.contract import load_contract
+from credit_scoring.devtools.sandbox import kedro_run, make_project_copy
 from credit_scoring.pipelines import data_ingestion, data_processing
-from credit_scoring.privacy import DEVELOPMENT_KEY
-from credit_scoring.project_config import PROJECT_ROOT, project_parameters
-from credit_scoring.sandbox import kedro_run, make_project_copy
-from credit_scoring.synthetic import HOME_CREDIT_SIZE, SyntheticParams, generate, write
+from credit_scoring.training.privacy import DEVELOPMENT_KEY
+from credit_scoring.training.synthetic import generate, write
 
 RESULTS = PROJECT_ROOT / "bench" / "results" / "processing_home_credit.json"
 

@@ -35,8 +35,8 @@ from typing import Any
 import httpx
 import pandas as pd
 
-from credit_scoring.core.tokens import mint_development_token
-from credit_scoring.project_config import PROJECT_ROOT
+from credit_scoring.auth.tokens import mint_development_token
+from credit_scoring.config.loader import PROJECT_ROOT
 
 RESULTS = PROJECT_ROOT / "bench" / "results" / "serving.json"
 LUA = """
@@ -61,7 +61,8 @@ def verification_cost(repeat: int = 2000) -> dict[str, float]:
     import jwt
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from credit_scoring.core.tokens import AuthSettings, Verifier, serve_jwks
+    from credit_scoring.auth.tokens import AuthSettings, Verifier
+    from credit_scoring.devtools.jwks import serve_jwks
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     jwks_url, server = serve_jwks(key.public_key(), "k")
@@ -226,7 +227,7 @@ def main() -> None:
     )
     # the bento, exactly as `make build` makes it, in a throw-away BentoML store
     subprocess.run(
-        [sys.executable, "-m", "credit_scoring.packaging"],
+        [sys.executable, "-m", "credit_scoring.ops.packaging"],
         env=env,
         check=True,
         cwd=PROJECT_ROOT,
@@ -236,7 +237,7 @@ def main() -> None:
 
     # one real application: a client from the feature store (same body for every target)
     from credit_scoring.core.spec import ServingSpec, json_records
-    from credit_scoring.core.store import CLIENT_FEATURES_TABLE, database_url
+    from credit_scoring.storage.store import CLIENT_FEATURES_TABLE, database_url
 
     serving = ServingSpec.model_validate(spec)
     url = database_url(PROJECT_ROOT)

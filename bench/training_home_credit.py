@@ -27,11 +27,12 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from credit_scoring.config.loader import PROJECT_ROOT, project_parameters
+from credit_scoring.config.synthetic import HOME_CREDIT_SIZE, SyntheticParams
+from credit_scoring.devtools.sandbox import kedro_run, make_project_copy
 from credit_scoring.pipelines.data_science import nodes
-from credit_scoring.privacy import DEVELOPMENT_KEY
-from credit_scoring.project_config import PROJECT_ROOT, project_parameters
-from credit_scoring.sandbox import kedro_run, make_project_copy
-from credit_scoring.synthetic import HOME_CREDIT_SIZE, SyntheticParams, generate, write
+from credit_scoring.training.privacy import DEVELOPMENT_KEY
+from credit_scoring.training.synthetic import generate, write
 
 RESULTS = PROJECT_ROOT / "bench" / "results" / "training_home_credit.json"
 NO_TIMEOUT = 24 * 3600

@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from credit_scoring.project_config import PROJECT_ROOT, project_parameters
-from credit_scoring.sandbox import make_project_copy
-from credit_scoring.synthetic import SyntheticParams, generate
+from credit_scoring.config.loader import PROJECT_ROOT, project_parameters
+from credit_scoring.config.synthetic import SyntheticParams
+from credit_scoring.devtools.sandbox import make_project_copy
+from credit_scoring.training.synthetic import generate
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")

@@ -24,8 +24,8 @@ import httpx
 import pandas as pd
 import pytest
 
-from credit_scoring.sandbox import kedro_run, make_project_copy, quick_training
-from credit_scoring.synthetic import main as generate_main
+from credit_scoring.devtools.sandbox import kedro_run, make_project_copy, quick_training
+from credit_scoring.training.synthetic import main as generate_main
 from tests.conftest import TEST_KEY
 
 
@@ -49,14 +49,14 @@ def serving_db(trained_project: Path) -> str:
 
 @pytest.fixture(scope="session")
 def bento_model(trained_project: Path) -> str:
-    """`python -m credit_scoring.packaging --no-build`: the tested import step."""
+    """`python -m credit_scoring.ops.packaging --no-build`: the tested import step."""
     env = {k: v for k, v in os.environ.items() if "MLFLOW_" not in k}
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{trained_project / 'mlflow.db'}"
     result = subprocess.run(
         [
             sys.executable,
             "-m",
-            "credit_scoring.packaging",
+            "credit_scoring.ops.packaging",
             "--no-build",
             "--project",
             str(trained_project),
@@ -92,7 +92,7 @@ def service_module(bento_model: str, serving_db: str) -> Iterator[ModuleType]:
 
 def token(role: str = "advisor", subject: str = "advisor-test") -> str:
     """A fresh development token (the services in tests run in development)."""
-    from credit_scoring.core.tokens import mint_development_token
+    from credit_scoring.auth.tokens import mint_development_token
 
     return mint_development_token(subject, [role])
 
@@ -164,7 +164,7 @@ def bento(bento_model: str) -> str:
         [
             sys.executable,
             "-c",
-            "import sys; from credit_scoring.packaging import build_bento; "
+            "import sys; from credit_scoring.ops.packaging import build_bento; "
             "print(build_bento(sys.argv[1]))",
             bento_model,
         ],

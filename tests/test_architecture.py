@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from credit_scoring.project_config import PROJECT_ROOT
+from credit_scoring.config.loader import PROJECT_ROOT
 
 
 def _lint_imports(src: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
@@ -45,13 +45,17 @@ def test_the_service_imports_nothing_of_training(src_copy: Path, tmp_path: Path)
 @pytest.mark.parametrize(
     ("module", "line", "forbidden"),
     [
-        ("serving/scorer.py", "from credit_scoring.modeling import business_cost", "modeling"),
+        (
+            "serving/scorer.py",
+            "from credit_scoring.training.modeling import business_cost",
+            "modeling",
+        ),
         ("serving/service.py", "import optuna", "optuna"),
         ("core/features.py", "import mlflow", "mlflow"),
         ("core/store.py", "from credit_scoring.serving import http", "credit_scoring.serving"),
         # the dashboard asks the API: no database, no model, no service internals
         ("dashboard/views.py", "import sqlalchemy", "sqlalchemy"),
-        ("dashboard/api.py", "from credit_scoring.core.store import read_events", "core.store"),
+        ("dashboard/api.py", "from credit_scoring.storage.store import read_events", "core.store"),
         ("dashboard/present.py", "import lightgbm", "lightgbm"),
     ],
 )

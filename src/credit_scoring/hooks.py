@@ -9,11 +9,11 @@ from kedro.framework.hooks import hook_impl
 from kedro.framework.project import pipelines
 from pydantic import BaseModel
 
-from credit_scoring.config import check_parameters, pipeline_parameter_keys
+from credit_scoring.config.checks import check_parameters, pipeline_parameter_keys
+from credit_scoring.config.ingestion import load_ingestion
+from credit_scoring.config.loader import remember_context
 from credit_scoring.core.contract import load_contract
-from credit_scoring.pipelines.data_ingestion.nodes import load_ingestion
-from credit_scoring.privacy import resolve_key
-from credit_scoring.project_config import remember_context
+from credit_scoring.training.privacy import resolve_key
 
 PIPELINES_MODULE = "credit_scoring.pipeline_registry"
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from kedro.framework.project import pipelines as project_pipelines
 from kedro.pipeline import Pipeline
 
+from credit_scoring.config.loader import project_contract
 from credit_scoring.core.contract import DataContract
-from credit_scoring.project_config import project_contract
 
 TRAINING = ("data_ingestion", "data_processing", "data_science")
 

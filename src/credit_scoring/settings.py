@@ -1,7 +1,7 @@
 """Kedro project settings."""
 
+from credit_scoring.config.loader import LOADER_ARGS, ProjectConfigLoader
 from credit_scoring.hooks import ProjectHooks
-from credit_scoring.project_config import LOADER_ARGS, ProjectConfigLoader
 
 HOOKS = (ProjectHooks(),)
 

@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from credit_scoring.core.tokens import mint_development_token
-from credit_scoring.dashboard import journey
-from credit_scoring.project_config import PROJECT_ROOT
+from credit_scoring.auth.tokens import mint_development_token
+from credit_scoring.config.loader import PROJECT_ROOT
+from credit_scoring.devtools import journey
 from tests.conftest import require_binary
 from tests.serving_fixtures import free_port, stop_server
 

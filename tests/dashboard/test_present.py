@@ -8,8 +8,8 @@ from itertools import combinations
 
 import pytest
 
+from credit_scoring.config.loader import PROJECT_ROOT
 from credit_scoring.dashboard import present
-from credit_scoring.project_config import PROJECT_ROOT
 
 # Colour-vision deficiency simulation (Machado, Oliveira & Fernandes 2009, severity 1.0),
 # applied in linear RGB.

@@ -7,7 +7,7 @@ import subprocess
 
 import yaml
 
-from credit_scoring.project_config import PROJECT_ROOT
+from credit_scoring.config.loader import PROJECT_ROOT
 from tests.conftest import require_binary
 
 MONITORING = PROJECT_ROOT / "monitoring"

@@ -14,6 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from credit_scoring.config.loader import PROJECT_ROOT
 from credit_scoring.monitoring.backends import (
     JOB_TEMPLATE,
     RETRAIN_ID_ENV,
@@ -22,7 +23,6 @@ from credit_scoring.monitoring.backends import (
     Request,
     job_manifest,
 )
-from credit_scoring.project_config import PROJECT_ROOT
 
 REQUEST = Request(
     retrain_id="0187a2b3c4d5e6f70123456789abcdef",

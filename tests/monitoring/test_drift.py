@@ -7,7 +7,8 @@ import pandas as pd
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from credit_scoring.monitoring.drift import SCORE, DriftParams, prepare, run_report
+from credit_scoring.config.monitoring import DriftParams
+from credit_scoring.monitoring.drift import SCORE, prepare, run_report
 from credit_scoring.monitoring.metrics import build_registry
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from credit_scoring.core.store import EventStore, utc_now
 from credit_scoring.monitoring.outcomes import OutcomesError, load_file, main, parse
 from credit_scoring.monitoring.store import Window, join_outcomes, read_window
+from credit_scoring.storage.store import EventStore, utc_now
 
 PSEUDONYM = "a" * 64
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from sklearn.dummy import DummyClassifier
 
-from credit_scoring.monitoring.params import MonitoringParams
+from credit_scoring.config.monitoring import MonitoringParams
 from credit_scoring.pipelines.monitoring.nodes import fetch_reference
 
 

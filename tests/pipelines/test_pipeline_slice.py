@@ -9,10 +9,10 @@ import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
-from credit_scoring.config import check_parameters
+from credit_scoring.config.checks import check_parameters
+from credit_scoring.config.loader import PROJECT_ROOT
 from credit_scoring.core.contract import load_contract
 from credit_scoring.pipelines import data_ingestion, data_processing
-from credit_scoring.project_config import PROJECT_ROOT
 from tests.conftest import TEST_KEY
 
 

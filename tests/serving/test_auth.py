@@ -17,16 +17,16 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from credit_scoring.core.store import AUDIT_TABLE, make_engine
-from credit_scoring.core.tokens import (
+from credit_scoring.auth.tokens import (
     DEVELOPMENT_SIGNING_KEY,
     AuthSettings,
     TokenError,
     Verifier,
     mint_development_token,
-    serve_jwks,
 )
-from credit_scoring.core.tokens import main as token_main
+from credit_scoring.auth.tokens import main as token_main
+from credit_scoring.devtools.jwks import serve_jwks
+from credit_scoring.storage.store import AUDIT_TABLE, make_engine
 
 ISSUER, AUDIENCE = "credit-scoring-dev", "credit-scoring-api"
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)

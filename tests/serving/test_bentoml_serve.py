@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from credit_scoring.core.store import read_events
+from credit_scoring.storage.store import read_events
 from tests.serving_fixtures import auth, free_port, start_server, stop_server, token
 
 pytestmark = pytest.mark.integration
@@ -45,7 +45,7 @@ def server(bento: str, trained_project: Path, tmp_path_factory) -> Iterator[dict
 
 
 def test_the_deploy_smoke_test_passes_on_a_served_bento_and_fails_elsewhere(server):
-    from credit_scoring.smoke import check
+    from credit_scoring.ops.smoke import check
 
     assert check(server["url"], wait_seconds=5) == []
     problems = check(f"http://127.0.0.1:{free_port()}", wait_seconds=0)  # nothing listens

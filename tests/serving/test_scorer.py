@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from credit_scoring.config.data_science import Candidate, CostParams
 from credit_scoring.core.encoding import category_codes
 from credit_scoring.core.spec import (
     BACKGROUND_FILE,
@@ -15,9 +16,9 @@ from credit_scoring.core.spec import (
     json_records,
     save_background,
 )
-from credit_scoring.modeling import Candidate, CostParams, FitContext, fit_candidate
-from credit_scoring.registry import SKOPS_TRUSTED_TYPES
 from credit_scoring.serving.scorer import Scorer
+from credit_scoring.training.modeling import FitContext, fit_candidate
+from credit_scoring.training.registry import SKOPS_TRUSTED_TYPES
 
 # Uses the trained project (a real `kedro run`): not in `make test-fast`.
 pytestmark = pytest.mark.integration
@@ -32,7 +33,7 @@ def test_a_logistic_regression_champion_scores_and_explains(
     y = primary[target].to_numpy()
     declared = {n: c.allowed for n, c in lightgbm_spec.contract.columns.items() if c.allowed}
     ctx = FitContext(groups=[], categories=category_codes(x, declared), folds=2, random_state=0)
-    from credit_scoring.imputation import load_groups
+    from credit_scoring.training.imputation import load_groups
 
     ctx = FitContext(
         groups=load_groups(parameters["data_processing"]["imputation"]),

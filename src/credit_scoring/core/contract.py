@@ -3,7 +3,7 @@
 The contract (``data_contract`` in ``conf/base/parameters_data_contract.yml``) names the
 columns, their types, bounds and allowed categories, the target and its labels, the id
 column and the secondary tables. A fork edits that YAML, never this module: the pandera
-schemas used at ingestion (``credit_scoring.validation``) and the API's request models (here)
+schemas used at ingestion (``credit_scoring.training.validation``) and the API's request models (here)
 are both built from it.
 """
 
@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from credit_scoring.core.errors import typed_section
+from credit_scoring.core.schema import FrozenStrict
 
 CONTRACT_FILE = "conf/base/parameters_data_contract.yml"
 
@@ -21,11 +22,7 @@ Scalar = str | int | float | bool
 DType = Literal["float", "int", "category", "bool"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ColumnSpec(_Strict):
+class ColumnSpec(FrozenStrict):
     """One column: its type, whether it may be missing, its bounds or its categories."""
 
     dtype: DType
@@ -54,7 +51,7 @@ class ColumnSpec(_Strict):
         return self
 
 
-class TargetSpec(_Strict):
+class TargetSpec(FrozenStrict):
     """The label column and which of its values means 'defaulted'."""
 
     column: str
@@ -62,7 +59,7 @@ class TargetSpec(_Strict):
     negative: Scalar = 0
 
 
-class SecondaryTableSpec(_Strict):
+class SecondaryTableSpec(FrozenStrict):
     """A table with several rows per client (e.g. bureau credits), aggregated per client."""
 
     dataset: str = Field(description="catalog key of the raw table")
@@ -70,7 +67,7 @@ class SecondaryTableSpec(_Strict):
     columns: dict[str, ColumnSpec]
 
 
-class DataContract(_Strict):
+class DataContract(FrozenStrict):
     """The whole contract of the main (one row per application) table."""
 
     id_column: str | None = Field(description="raw client id, pseudonymised at ingestion")

@@ -12,9 +12,10 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from credit_scoring.core.errors import ContractError, typed_section
+from credit_scoring.core.schema import FrozenStrict
 
 PARAMS_FILE = "conf/base/parameters_data_processing.yml"
 
@@ -25,11 +26,7 @@ Operation = Literal[
 AggFunc = Literal["sum", "mean", "min", "max", "std", "median", "nunique"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DerivedFeature(_Strict):
+class DerivedFeature(FrozenStrict):
     """``left <op> right`` (a column) or ``left <op> value`` (a constant)."""
 
     op: Operation
@@ -47,7 +44,7 @@ class DerivedFeature(_Strict):
         return self
 
 
-class Anomaly(_Strict):
+class Anomaly(FrozenStrict):
     """A sentinel value that means 'not applicable' (e.g. DAYS_EMPLOYED = 365243)."""
 
     column: str
@@ -55,7 +52,7 @@ class Anomaly(_Strict):
     flag_column: str
 
 
-class SecondaryAggregation(_Strict):
+class SecondaryAggregation(FrozenStrict):
     """How one secondary table becomes per-client columns."""
 
     prefix: str
@@ -64,7 +61,7 @@ class SecondaryAggregation(_Strict):
     count_column: str | None = "COUNT"
 
 
-class FeatureSpec(_Strict):
+class FeatureSpec(FrozenStrict):
     """The row-level part of ``parameters_data_processing.yml``."""
 
     anomalies: list[Anomaly] = Field(default_factory=list)

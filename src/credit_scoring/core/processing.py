@@ -10,7 +10,7 @@ from __future__ import annotations
 from fnmatch import fnmatch
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from credit_scoring.core.errors import typed_section
 from credit_scoring.core.features import (
@@ -19,16 +19,13 @@ from credit_scoring.core.features import (
     FeatureSpec,
     SecondaryAggregation,
 )
+from credit_scoring.core.schema import FrozenStrict
 
 PARAMS_FILE = "conf/base/parameters_data_processing.yml"
 ImputationStrategy = Literal["median", "mean", "most_frequent", "constant", "knn", "iterative"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class OutlierRule(_Strict):
+class OutlierRule(FrozenStrict):
     """How to bound one column: learned quantiles, an IQR fence, or fixed values."""
 
     method: Literal["quantile", "iqr", "fixed"]
@@ -50,7 +47,7 @@ class OutlierRule(_Strict):
 SPLIT_COLUMN = "split"
 
 
-class SplitParams(_Strict):
+class SplitParams(FrozenStrict):
     """Stratified train / validation / test shares, assigned before anything is learned."""
 
     test_size: float = Field(0.2, gt=0, lt=0.5)
@@ -58,14 +55,14 @@ class SplitParams(_Strict):
     random_state: int = 42
 
 
-class IrrelevantColumns(_Strict):
+class IrrelevantColumns(FrozenStrict):
     max_missing_fraction: float = Field(0.6, ge=0.0, le=1.0)
     id_like_unique_ratio: float = Field(0.95, gt=0.0, le=1.0)
     drop_constant: bool = True
     keep: list[str] = Field(default_factory=list)
 
 
-class ImputationGroup(_Strict):
+class ImputationGroup(FrozenStrict):
     """One group: which columns (names/globs or a kind) and how to fill them."""
 
     name: str
@@ -90,7 +87,7 @@ class ImputationGroup(_Strict):
         return is_numeric if self.select == "numeric" else not is_numeric
 
 
-class ProcessingParams(_Strict):
+class ProcessingParams(FrozenStrict):
     """``data_processing`` in ``parameters_data_processing.yml``: every key is checked."""
 
     split: SplitParams = Field(default_factory=lambda: SplitParams())

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from credit_scoring.core.contract import DataContract, build_request_model, load_contract
 from credit_scoring.core.features import FeatureSpec, RowTransformer, load_feature_spec
+from credit_scoring.core.schema import Strict
 
 SPEC_FILE = "serving_spec.json"
 MODEL_DIR = "mlflow_model"
@@ -32,13 +33,11 @@ PACKAGED_MODEL_FILE = "credit_scoring/serving/packaged_model.txt"
 # so that the service's image needs no pyarrow (150 MB).
 BACKGROUND_FILE = "background.json"
 # The lineage of a served model: its MLflow run, the commit of the code that trained it and
-# the hash of the data it was trained on (tags of the run, see credit_scoring.lineage).
+# the hash of the data it was trained on (tags of the run, see credit_scoring.core.lineage).
 LINEAGE_KEYS = ("mlflow_run_id", "git_commit", "data_md5")
 
 
-class ServingLimits(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ServingLimits(Strict):
     max_batch_size: int = Field(1000, ge=1, description="most applications per /predict_batch")
     max_body_bytes: int = Field(
         2_000_000, ge=1024, description="larger request bodies are refused with HTTP 413"
@@ -46,24 +45,18 @@ class ServingLimits(BaseModel):
     top_reasons: int = Field(3, ge=1, le=20, description="reasons given in plain words")
 
 
-class EventSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class EventSettings(Strict):
     retention_days: int = Field(365, ge=1, description="`make purge-events` deletes older events")
 
 
-class AuditSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class AuditSettings(Strict):
     retention_days: int = Field(
         365, ge=1, description="`make purge-events` deletes older access audit records"
     )
 
 
-class ServingConfig(BaseModel):
+class ServingConfig(Strict):
     """``serving`` in ``conf/base/parameters_serving.yml``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     limits: ServingLimits = Field(default_factory=ServingLimits)
     events: EventSettings = Field(default_factory=EventSettings)

@@ -63,7 +63,7 @@ def sign_in(settings: DashboardSettings) -> str:
         advisor = st.text_input("Your advisor id", value="advisor-dev", max_chars=64)
         submitted = st.form_submit_button("Sign in with a development identity", type="primary")
     if submitted and advisor.strip():
-        from credit_scoring.core.tokens import mint_development_token
+        from credit_scoring.auth.tokens import mint_development_token
 
         st.session_state["token"] = mint_development_token(advisor.strip(), ["advisor"])
         st.session_state["advisor"] = advisor.strip()

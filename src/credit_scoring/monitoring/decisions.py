@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from credit_scoring.core.store import make_engine, placeholder, time_ordered_id, utc_now
+from credit_scoring.storage.store import make_engine, placeholder, time_ordered_id, utc_now
 
 metadata = sa.MetaData()
 decisions_table = sa.Table(

@@ -9,31 +9,14 @@ small, a distance when large) is never re-implemented here.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
+
+from credit_scoring.config.monitoring import DriftParams
 
 SCORE = "score"
-
-
-class DriftParams(BaseModel):
-    """``monitoring.drift``: methods and thresholds (Evidently's names: wasserstein, psi,
-    jensenshannon, ks, chisquare, kl_div, hellinger, ...)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    num_method: str = "wasserstein"
-    num_threshold: float = Field(0.1, gt=0)
-    cat_method: str = "jensenshannon"
-    cat_threshold: float = Field(0.1, gt=0)
-    drift_share: float = Field(
-        0.1, gt=0, le=1, description="dataset drift when at least this share of features drift"
-    )
-    score_method: str = "wasserstein"
-    score_threshold: float = Field(0.1, gt=0)
-    per_column_method: dict[str, str] = Field(default_factory=dict)
-    per_column_threshold: dict[str, float] = Field(default_factory=dict)
 
 
 class DriftResult(BaseModel):
@@ -42,12 +25,6 @@ class DriftResult(BaseModel):
     drifted_features: int
     features: dict[str, dict[str, Any]]  # name -> {score, drifted, method, kind}
     score: dict[str, Any]  # {value, drifted, method}
-
-
-def _kind(series: pd.Series) -> Literal["numerical", "categorical"]:
-    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
-        return "numerical"
-    return "categorical"
 
 
 def prepare(frame: pd.DataFrame, columns: list[str], categorical: set[str]) -> pd.DataFrame:

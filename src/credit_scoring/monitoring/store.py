@@ -19,7 +19,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from credit_scoring.core.store import (
+from credit_scoring.storage.store import (
     events_table,
     make_engine,
     placeholder,

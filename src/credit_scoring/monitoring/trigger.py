@@ -40,7 +40,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from credit_scoring.core.store import database_url
 from credit_scoring.monitoring.backends import (
     JOB_TEMPLATE,
     Backend,
@@ -50,6 +49,7 @@ from credit_scoring.monitoring.backends import (
 )
 from credit_scoring.monitoring.backends import Request as RetrainRequest
 from credit_scoring.monitoring.decisions import DECISIONS, DecisionStore
+from credit_scoring.storage.store import database_url
 
 logger = logging.getLogger("credit_scoring.trigger")
 

@@ -15,8 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from credit_scoring.core.store import time_ordered_id, utc_now
-from credit_scoring.core.tokens import Identity, IssuerUnavailable, TokenError, Verifier
+from credit_scoring.auth.tokens import Identity, IssuerUnavailable, TokenError, Verifier
 from credit_scoring.serving.telemetry import (
     ACCESS,
     REQUEST_ID,
@@ -28,6 +27,7 @@ from credit_scoring.serving.telemetry import (
     Send,
     route_template,
 )
+from credit_scoring.storage.store import time_ordered_id, utc_now
 
 logger = logging.getLogger("credit_scoring.serving")
 

@@ -24,16 +24,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from credit_scoring.auth.tokens import AuthSettings, Verifier
 from credit_scoring.core.spec import LINEAGE_KEYS, SPEC_FILE, ServingSpec
-from credit_scoring.core.store import (
-    AUDIT_TABLE,
-    ClientFeatureStore,
-    EventStore,
-    jsonable,
-    time_ordered_id,
-    utc_now,
-)
-from credit_scoring.core.tokens import AuthSettings, Verifier
 from credit_scoring.serving import bentoml_fixes
 from credit_scoring.serving.http import ERROR_SCHEMA, ApiGuard, required_roles
 from credit_scoring.serving.queries import (
@@ -56,6 +48,14 @@ from credit_scoring.serving.schemas import (
 from credit_scoring.serving.scorer import Scorer
 from credit_scoring.serving.settings import ServingSettings
 from credit_scoring.serving.telemetry import REQUEST_ID, touched_client
+from credit_scoring.storage.store import (
+    AUDIT_TABLE,
+    ClientFeatureStore,
+    EventStore,
+    jsonable,
+    time_ordered_id,
+    utc_now,
+)
 
 logger = logging.getLogger(__name__)
 bentoml_fixes.apply()

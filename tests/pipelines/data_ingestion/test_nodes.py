@@ -14,7 +14,7 @@ from credit_scoring.pipelines.data_ingestion.nodes import (
     minimise_columns,
     pseudonymise_ids,
 )
-from credit_scoring.privacy import pseudonymise_value
+from credit_scoring.training.privacy import pseudonymise_value
 from tests.conftest import TEST_KEY
 
 

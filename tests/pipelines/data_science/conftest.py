@@ -8,9 +8,10 @@ import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
+from credit_scoring.config.synthetic import SyntheticParams
 from credit_scoring.core.contract import load_contract
 from credit_scoring.pipelines import data_ingestion, data_processing
-from credit_scoring.synthetic import SyntheticParams, generate
+from credit_scoring.training.synthetic import generate
 from tests.conftest import TEST_KEY
 
 

@@ -8,21 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from credit_scoring.config.data_science import Candidate, CostParams, SelectionParams, load_params
 from credit_scoring.core.encoding import category_codes, encode_categories
 from credit_scoring.core.errors import ContractError
-from credit_scoring.imputation import load_groups
-from credit_scoring.modeling import (
-    Candidate,
-    CostParams,
-    FitContext,
-    SelectionParams,
-    best_threshold,
-    business_cost,
-    directional_violations,
-    fit_candidate,
-    load_params,
-)
 from credit_scoring.pipelines.data_science.nodes import check_leakage, select_model, split_data
+from credit_scoring.training.imputation import load_groups
+from credit_scoring.training.metrics import best_threshold, business_cost
+from credit_scoring.training.modeling import FitContext, directional_violations, fit_candidate
 
 COST = CostParams(false_negative=10, false_positive=1)
 

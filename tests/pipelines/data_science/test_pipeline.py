@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
+from credit_scoring.config.loader import PROJECT_ROOT
 from credit_scoring.core.contract import load_contract
 from credit_scoring.pipelines import data_science
-from credit_scoring.project_config import PROJECT_ROOT
-from credit_scoring.registry import CHALLENGER, CHAMPION, load_model
+from credit_scoring.training.registry import CHALLENGER, CHAMPION, load_model
 from tests.conftest import TEST_KEY
 from tests.pipelines.data_science.conftest import run_in_memory
 

@@ -10,14 +10,15 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from credit_scoring.config.data_science import Candidate, load_params
+from credit_scoring.config.loader import PROJECT_ROOT
 from credit_scoring.core.encoding import category_codes
-from credit_scoring.imputation import load_groups
-from credit_scoring.modeling import Candidate, FitContext, fit_candidate, load_params
 from credit_scoring.pipelines.data_science import nodes
 from credit_scoring.pipelines.data_science.nodes import register_model, split_data
-from credit_scoring.project_config import PROJECT_ROOT
-from credit_scoring.registry import CHAMPION, decide, load_model, score_champion
-from credit_scoring.reporting import classification_metrics
+from credit_scoring.training.imputation import load_groups
+from credit_scoring.training.metrics import classification_metrics
+from credit_scoring.training.modeling import FitContext, fit_candidate
+from credit_scoring.training.registry import CHAMPION, decide, load_model, score_champion
 
 NAME = "credit_scoring"
 

@@ -3,35 +3,19 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 
+from credit_scoring.config.ingestion import PARAMS_FILE, IngestionParams, load_ingestion
 from credit_scoring.core.contract import ColumnSpec, DataContract, TargetSpec, load_contract
-from credit_scoring.core.errors import ContractError, typed_section
-from credit_scoring.privacy import pseudonymise_series
-from credit_scoring.validation import build_schema, describe_failures, validate_frame
+from credit_scoring.core.errors import ContractError
+from credit_scoring.training.privacy import pseudonymise_series
+from credit_scoring.training.validation import build_schema, describe_failures, validate_frame
 
 logger = logging.getLogger(__name__)
 
-PARAMS_FILE = "conf/base/parameters_data_ingestion.yml"
 REASON_COLUMN = "_rejection_reason"
-
-
-class IngestionParams(BaseModel):
-    """``data_ingestion`` in ``parameters_data_ingestion.yml``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    on_invalid: Literal["fail", "quarantine"] = "quarantine"
-    max_invalid_fraction: float = Field(0.05, ge=0.0, le=1.0)
-    allow_development_key: bool = True
-
-
-def load_ingestion(raw: IngestionParams | dict[str, Any]) -> IngestionParams:
-    """The typed section (Kedro passes it typed; tests may pass the mapping)."""
-    return typed_section(IngestionParams, raw, "data_ingestion", PARAMS_FILE)
 
 
 def minimise_columns(table: pd.DataFrame, keep: list[str], table_name: str) -> pd.DataFrame:

@@ -31,7 +31,7 @@ from credit_scoring.core.processing import (
     ProcessingParams,
     load_processing,
 )
-from credit_scoring.imputation import apply_imputer, fit_imputer, load_groups
+from credit_scoring.training.imputation import apply_imputer, fit_imputer, load_groups
 
 logger = logging.getLogger(__name__)
 

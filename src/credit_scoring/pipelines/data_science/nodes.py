@@ -18,22 +18,22 @@ from sklearn.inspection import permutation_importance
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
+from credit_scoring.config.data_science import DataScienceParams, load_params
 from credit_scoring.core.contract import DataContract, load_contract
 from credit_scoring.core.encoding import category_codes, nan_for_missing
 from credit_scoring.core.errors import ContractError
+from credit_scoring.core.lineage import lineage_tags
 from credit_scoring.core.processing import SPLIT_COLUMN, ProcessingParams, load_processing
 from credit_scoring.core.spec import MODEL_CARD_ARTIFACT, SERVING_ARTIFACTS
-from credit_scoring.lineage import lineage_tags
-from credit_scoring.modeling import (
-    DataScienceParams,
+from credit_scoring.training.metrics import classification_metrics
+from credit_scoring.training.modeling import (
     FitContext,
     TrainedModel,
     directional_violations,
     fit_candidate,
-    load_params,
 )
-from credit_scoring.privacy import pseudonymise_series
-from credit_scoring.registry import (
+from credit_scoring.training.privacy import pseudonymise_series
+from credit_scoring.training.registry import (
     decide,
     decision_report,
     log_model,
@@ -41,12 +41,7 @@ from credit_scoring.registry import (
     record_decision,
     score_champion,
 )
-from credit_scoring.reporting import (
-    classification_metrics,
-    evaluation_figures,
-    model_card,
-    stack_figures,
-)
+from credit_scoring.training.reporting import evaluation_figures, model_card, stack_figures
 
 logger = logging.getLogger(__name__)
 

@@ -19,15 +19,16 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from credit_scoring.config.data_science import DataScienceParams, load_params
+from credit_scoring.config.monitoring import MonitoringParams, load_monitoring
 from credit_scoring.core.contract import load_contract
 from credit_scoring.core.features import transform_rows
 from credit_scoring.core.processing import load_processing
 from credit_scoring.core.spec import REFERENCE_ARTIFACT, SERVING_ARTIFACTS
-from credit_scoring.modeling import DataScienceParams, load_params
 from credit_scoring.monitoring.drift import SCORE, prepare, run_report
 from credit_scoring.monitoring.metrics import push
-from credit_scoring.monitoring.params import MonitoringParams, load_monitoring
 from credit_scoring.monitoring.store import Window, read_window
+from credit_scoring.training.metrics import classification_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -235,7 +236,6 @@ def performance(
     if len(labelled) < min_labelled:
         result["status"] = "too_few_labels"
         return result
-    from credit_scoring.reporting import classification_metrics  # matplotlib: only when needed
 
     y = labelled["defaulted"].astype(int).to_numpy()
     scores = labelled["probability"].astype(float).to_numpy()

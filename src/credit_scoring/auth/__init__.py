@@ -1,0 +1,1 @@
+"""Who may call the scoring API: bearer-token (JWT) verification and development tokens."""

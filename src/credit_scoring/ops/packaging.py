@@ -1,0 +1,246 @@
+"""Bring the champion from the MLflow registry into the BentoML model store, then build.
+
+``python -m credit_scoring.ops.packaging`` (what ``make build`` runs) imports
+``models:/<name>@champion`` as the BentoML model ``<name>``: the MLflow model directory
+(native LightGBM file or skops), and ``serving_spec.json`` with the registry version,
+threshold, features, categories and the contract, feature declarations and outlier bounds
+logged by the training run itself. The bento is then built from ``bentofile.yaml``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import bentoml
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+
+from credit_scoring.config.loader import PROJECT_ROOT, project_parameters
+from credit_scoring.core.processing import load_processing
+from credit_scoring.core.spec import (
+    BACKGROUND_FILE,
+    LINEAGE_KEYS,
+    MODEL_CARD_ARTIFACT,
+    MODEL_DIR,
+    PACKAGED_MODEL_FILE,
+    SERVING_ARTIFACTS,
+    SPEC_FILE,
+    ServingLimits,
+    ServingSpec,
+    save_background,
+)
+from credit_scoring.training.registry import CHAMPION
+
+logger = logging.getLogger(__name__)
+
+
+def _run_artifact(run_id: str, name: str) -> Any | None:
+    try:
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=f"{SERVING_ARTIFACTS}/{name}"
+        )
+    except Exception:  # older runs did not log it
+        return None
+    return json.loads(Path(path).read_text())
+
+
+def run_lineage(client: MlflowClient, run_id: str | None) -> dict[str, str]:
+    """``LINEAGE_KEYS`` of a training run, from the tags it logged ("unknown" if it did not)."""
+    tags = client.get_run(run_id).data.tags if run_id else {}
+    lineage = {
+        "mlflow_run_id": run_id or "unknown",
+        "git_commit": tags.get("git_commit", "unknown"),
+        "data_md5": tags.get("dvc_model_input_md5", "unknown"),
+    }
+    assert tuple(lineage) == LINEAGE_KEYS
+    return lineage
+
+
+def import_champion(
+    model_name: str,
+    alias: str = CHAMPION,
+    limits: dict[str, Any] | None = None,
+    background: pd.DataFrame | None = None,
+    fallback: dict[str, Any] | None = None,
+) -> bentoml.Model:
+    """Import ``models:/<model_name>@<alias>``; returns the BentoML model.
+
+    ``fallback`` (keys data_contract, data_processing, outlier_bounds) is used only for a run
+    that did not log its own serving artifacts.
+    """
+    client = MlflowClient()
+    version = client.get_model_version_by_alias(model_name, alias)
+    uri = f"models:/{model_name}/{version.version}"
+    info = mlflow.models.get_model_info(uri)
+    meta = info.metadata or {}
+    run_id = version.run_id
+    logged = {
+        key: _run_artifact(run_id, f"{key}.json") if run_id else None
+        for key in ("data_contract", "data_processing", "outlier_bounds")
+    }
+    for key, value in logged.items():
+        if value is None:
+            if not fallback or key not in fallback:
+                raise RuntimeError(
+                    f"Run {run_id} of {uri} did not log {SERVING_ARTIFACTS}/{key}.json; retrain "
+                    "with this version of the pipeline (`make run`)."
+                )
+            logger.warning("Run %s lacks %s.json: using the project's current one", run_id, key)
+            logged[key] = fallback[key]
+    spec = ServingSpec(
+        model_name=model_name,
+        model_version=str(version.version),
+        run_id=run_id,
+        candidate=meta.get("candidate", "unknown"),
+        kind=meta["kind"],
+        threshold=float(meta["threshold"]),
+        features=list(meta["features"]),
+        categories=dict(meta.get("categories") or {}),
+        data_contract=logged["data_contract"],
+        feature_spec=load_processing(dict(logged["data_processing"] or {}))
+        .feature_spec()
+        .model_dump(mode="json"),
+        outlier_bounds=logged["outlier_bounds"],
+        limits=ServingLimits.model_validate(limits or {}),
+        lineage=run_lineage(client, run_id),
+        card=(_run_artifact(run_id, MODEL_CARD_ARTIFACT) if run_id else None) or {},
+    )
+    local = mlflow.artifacts.download_artifacts(uri)
+    labels = {"stage": alias, "candidate": spec.candidate}
+    metadata = {
+        "mlflow_model_uri": uri,
+        "mlflow_run_id": run_id or "",
+        "model_version": spec.model_version,
+        "threshold": spec.threshold,
+        "features": spec.features,
+        "kind": spec.kind,
+    }
+    with bentoml.models.create(model_name, labels=labels, metadata=metadata) as bento_model:
+        shutil.copytree(local, bento_model.path_of(MODEL_DIR))
+        spec.save(bento_model.path_of(SPEC_FILE))
+        if spec.kind != "lightgbm":
+            if background is None:
+                raise RuntimeError("A non-LightGBM champion needs background rows for SHAP")
+            sample = background[spec.features].sample(min(100, len(background)), random_state=0)
+            save_background(sample, bento_model.path_of(BACKGROUND_FILE))
+    logger.info(
+        "Imported %s as BentoML model %s (threshold %.4f)", uri, bento_model.tag, spec.threshold
+    )
+    return bento_model
+
+
+def export_requirements(project_root: Path = PROJECT_ROOT) -> Path:
+    """The bento's requirements: the ``serving`` group at its locked versions (``uv.lock``)."""
+    target = project_root / "src" / "requirements-serving.txt"  # inside the build context
+    uv = shlex.split(os.environ.get("UV", "python3 -m uv"))
+    subprocess.run(
+        [
+            *uv,
+            "export",
+            "--frozen",
+            "--only-group",
+            "serving",
+            "--no-hashes",
+            "--no-emit-project",
+            "--quiet",
+            "-o",
+            str(target),
+        ],
+        cwd=project_root,
+        check=True,
+    )
+    return target
+
+
+def build_bento(model_tag: str, project_root: Path = PROJECT_ROOT) -> str:
+    """``bentoml build`` of ``bentofile.yaml`` serving ``model_tag``; returns the bento tag.
+
+    The model's tag is written into the build context (``serving/packaged_model.txt``) for
+    the build only, so the bento serves the model it was built with, whatever the model's
+    registered name; the source tree is left as it was (a test's build does not change what
+    a service started from source serves).
+    """
+    export_requirements(project_root)
+    packaged = project_root / "src" / PACKAGED_MODEL_FILE
+    previous = packaged.read_text() if packaged.exists() else None
+    packaged.write_text(model_tag + "\n")
+    try:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bentoml",
+                "build",
+                "--output",
+                "tag",
+                "-f",
+                str(project_root / "bentofile.yaml"),
+                str(project_root / "src"),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    finally:
+        if previous is None:
+            packaged.unlink(missing_ok=True)
+        else:
+            packaged.write_text(previous)
+    tag = result.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
+    logger.info("Built bento %s", tag)
+    return tag
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default=None, help="Kedro configuration environment")
+    parser.add_argument("--no-build", action="store_true", help="import the model only")
+    parser.add_argument(
+        "--alias",
+        default=CHAMPION,
+        help="registry alias to package (deploy/k8s/overlays/*/release.env: MODEL_ALIAS)",
+    )
+    parser.add_argument(
+        "--project", type=Path, default=PROJECT_ROOT, help="project folder (conf/, data/)"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    root = args.project.resolve()
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}"
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI") or tracking_uri)
+    params = project_parameters(args.env, conf_source=root / "conf")
+    serving = params.get("serving", {})
+    primary = root / "data/03_primary/applications_primary.parquet"
+    background = pd.read_parquet(primary) if primary.exists() else None
+    bento_model = import_champion(
+        params["data_science"]["registry"]["model_name"],
+        alias=args.alias,
+        limits=serving.get("limits"),
+        background=background,
+        fallback={
+            "data_contract": params["data_contract"],
+            "data_processing": params["data_processing"],
+            "outlier_bounds": _json_or_none(root / "data/06_models/outlier_bounds.json"),
+        },
+    )
+    if not args.no_build:
+        print(build_bento(str(bento_model.tag)))
+
+
+def _json_or_none(path: Path) -> Any | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+if __name__ == "__main__":
+    main()
