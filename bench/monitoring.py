@@ -45,13 +45,9 @@ from credit_scoring.pipelines.monitoring.nodes import (
     fetch_reference,
     processed_features,
 )
-from credit_scoring.storage.store import (
-    EventStore,
-    create_schema,
-    insert_rows,
-    make_engine,
-    utc_now,
-)
+from credit_scoring.storage.database import insert_rows, make_engine, utc_now
+from credit_scoring.storage.events import EventStore
+from credit_scoring.storage.schema import create_schema
 from credit_scoring.training.registry import load_model
 from credit_scoring.training.synthetic import main as generate_main
 from credit_scoring.training.synthetic import population

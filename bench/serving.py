@@ -237,7 +237,8 @@ def main() -> None:
 
     # one real application: a client from the feature store (same body for every target)
     from credit_scoring.core.spec import ServingSpec, json_records
-    from credit_scoring.storage.store import CLIENT_FEATURES_TABLE, database_url
+    from credit_scoring.storage.clients import CLIENT_FEATURES_TABLE
+    from credit_scoring.storage.database import database_url
 
     serving = ServingSpec.model_validate(spec)
     url = database_url(PROJECT_ROOT)

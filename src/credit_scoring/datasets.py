@@ -31,7 +31,8 @@ class ClientFeatureStoreDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
         self.metadata = metadata
 
     def load(self) -> pd.DataFrame:
-        from credit_scoring.storage.store import CLIENT_FEATURES_TABLE, make_engine
+        from credit_scoring.storage.clients import CLIENT_FEATURES_TABLE
+        from credit_scoring.storage.database import make_engine
 
         engine = make_engine(self._url)
         try:
@@ -41,7 +42,7 @@ class ClientFeatureStoreDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
             engine.dispose()
 
     def save(self, data: pd.DataFrame) -> None:
-        from credit_scoring.storage.store import replace_client_features
+        from credit_scoring.storage.clients import replace_client_features
 
         replace_client_features(self._url, data, id_column=str(data.columns[0]))
 

@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
 from credit_scoring.config.loader import PROJECT_ROOT
-from credit_scoring.storage.store import AUDIT_TABLE, make_engine
+from credit_scoring.storage.database import make_engine
+from credit_scoring.storage.schema import AUDIT_TABLE
 from tests.serving_fixtures import free_port
 
 APP = str(PROJECT_ROOT / "src/credit_scoring/dashboard/app.py")

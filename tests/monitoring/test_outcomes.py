@@ -10,7 +10,8 @@ import pytest
 
 from credit_scoring.monitoring.outcomes import OutcomesError, load_file, main, parse
 from credit_scoring.monitoring.store import Window, join_outcomes, read_window
-from credit_scoring.storage.store import EventStore, utc_now
+from credit_scoring.storage.database import utc_now
+from credit_scoring.storage.events import EventStore
 
 PSEUDONYM = "a" * 64
 

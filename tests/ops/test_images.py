@@ -28,7 +28,8 @@ import sqlalchemy as sa
 from credit_scoring.config.loader import PROJECT_ROOT
 from credit_scoring.devtools.sandbox import make_project_copy, quick_training
 from credit_scoring.ops.docker_engine import SYSTEM_CA_BUNDLE, Engine, engine, local_base_image
-from credit_scoring.storage.store import EVENTS_TABLE, replace_client_features
+from credit_scoring.storage.clients import replace_client_features
+from credit_scoring.storage.schema import EVENTS_TABLE
 from credit_scoring.training.synthetic import main as generate_main
 from tests.conftest import TEST_KEY, postgres_schema_url, require_binary
 from tests.serving_fixtures import auth, free_port

@@ -24,7 +24,7 @@ from credit_scoring.config.loader import PROJECT_ROOT
 from credit_scoring.monitoring.backends import Request, job_manifest
 from credit_scoring.ops import manifests as deploy_manifests
 from credit_scoring.serving.settings import ServingSettings
-from credit_scoring.storage.store import EventStore
+from credit_scoring.storage.events import EventStore
 from tests.conftest import require_binary
 
 K8S = PROJECT_ROOT / "deploy/k8s"

@@ -6,7 +6,8 @@ from datetime import timedelta
 
 import pandas as pd
 
-from credit_scoring.storage.store import OBSERVED_AT, utc_now
+from credit_scoring.storage.clients import OBSERVED_AT
+from credit_scoring.storage.database import utc_now
 
 
 def test_search_filters_and_pages_without_loading_the_portfolio(http, client_features):

@@ -26,7 +26,8 @@ from credit_scoring.auth.tokens import (
 )
 from credit_scoring.auth.tokens import main as token_main
 from credit_scoring.devtools.jwks import serve_jwks
-from credit_scoring.storage.store import AUDIT_TABLE, make_engine
+from credit_scoring.storage.database import make_engine
+from credit_scoring.storage.schema import AUDIT_TABLE
 
 ISSUER, AUDIENCE = "credit-scoring-dev", "credit-scoring-api"
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from credit_scoring.storage.store import read_events
+from credit_scoring.storage.events import read_events
 from tests.serving_fixtures import auth, free_port, start_server, stop_server, token
 
 pytestmark = pytest.mark.integration

@@ -24,7 +24,7 @@ import httpx
 import psutil
 import pytest
 
-from credit_scoring.storage.store import read_events
+from credit_scoring.storage.events import read_events
 from tests.serving_fixtures import auth, free_port, start_server, stop_server
 
 pytestmark = pytest.mark.integration

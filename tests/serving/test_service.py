@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from credit_scoring.core.spec import json_records
-from credit_scoring.storage.store import read_events
+from credit_scoring.storage.events import read_events
 from credit_scoring.training.registry import load_model
 
 # These use the trained project (a real `kedro run`): not in `make test-fast`.

@@ -14,21 +14,11 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from credit_scoring.storage.store import (
-    AUDIT_TABLE,
-    ClientFeatureStore,
-    EventStore,
-    Journal,
-    _event_row,
-    create_schema,
-    insert_rows,
-    make_engine,
-    purge_events,
-    read_events,
-    replace_client_features,
-    ship_journal,
-    utc_now,
-)
+from credit_scoring.storage.clients import ClientFeatureStore, replace_client_features
+from credit_scoring.storage.database import insert_rows, make_engine, utc_now
+from credit_scoring.storage.events import EventStore, _event_row, purge_events, read_events
+from credit_scoring.storage.journal import Journal, ship_journal
+from credit_scoring.storage.schema import AUDIT_TABLE, create_schema
 
 
 def event(i: int, when: datetime | None = None, client_id: str | None = None) -> dict[str, Any]:
@@ -97,7 +87,8 @@ def test_events_wait_in_the_journal_while_the_database_cannot_take_them(tmp_path
 
 CRASHING_WORKER = """
 import os, signal, sys, time, uuid
-from credit_scoring.storage.store import EventStore, read_events, utc_now
+from credit_scoring.storage.database import utc_now
+from credit_scoring.storage.events import EventStore, read_events
 url, count, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 store = EventStore(url, batch_size=40, flush_seconds=0.05 if mode == "after_commit" else 600)
 for i in range(count):
@@ -358,7 +349,7 @@ def test_the_service_refuses_a_missing_or_relative_database_url(monkeypatch):
 def test_the_default_database_is_the_projects_whatever_the_working_directory(
     tmp_path: Path, monkeypatch
 ):
-    from credit_scoring.storage.store import database_url
+    from credit_scoring.storage.database import database_url
 
     monkeypatch.chdir(tmp_path)
     url = database_url("/srv/project", environ={})

@@ -83,7 +83,7 @@ def _mlflow_uri(default: str) -> str:
 def _serving_db() -> str:
     # CREDIT_SCORING_DATABASE_URL points the pipeline and the API at the same database;
     # without it, the project's data/09_serving/serving.db (absolute, like `make serve`'s).
-    from credit_scoring.storage.store import database_url
+    from credit_scoring.storage.database import database_url
 
     return database_url(active_project_dir())
 

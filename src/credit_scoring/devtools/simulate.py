@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from credit_scoring.auth.tokens import bearer
-from credit_scoring.storage.store import database_url, utc_now
+from credit_scoring.storage.database import database_url, utc_now
 from credit_scoring.training.synthetic import population
 
 TRUTH_FILE = "data/09_serving/simulated_truth.csv"

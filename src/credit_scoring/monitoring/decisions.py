@@ -17,7 +17,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from credit_scoring.storage.store import make_engine, placeholder, time_ordered_id, utc_now
+from credit_scoring.storage.database import make_engine, placeholder, utc_now
+from credit_scoring.storage.journal import time_ordered_id
 
 metadata = sa.MetaData()
 decisions_table = sa.Table(

@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from credit_scoring.monitoring.store import insert_outcomes, parse_time
-from credit_scoring.storage.store import database_url, utc_now
+from credit_scoring.storage.database import database_url, utc_now
 
 PSEUDONYM = re.compile(r"^[0-9a-f]{64}$")
 TRUE, FALSE = {"1", "true", "yes"}, {"0", "false", "no"}

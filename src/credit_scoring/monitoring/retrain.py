@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from credit_scoring.storage.store import database_url
+from credit_scoring.storage.database import database_url
 
 logger = logging.getLogger("credit_scoring.retrain")
 

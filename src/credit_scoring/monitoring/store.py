@@ -19,12 +19,8 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from credit_scoring.storage.store import (
-    events_table,
-    make_engine,
-    placeholder,
-    utc_now,
-)
+from credit_scoring.storage.database import make_engine, placeholder, utc_now
+from credit_scoring.storage.schema import events_table
 
 OUTCOMES_TABLE = "loan_outcomes"
 

@@ -49,7 +49,7 @@ from credit_scoring.monitoring.backends import (
 )
 from credit_scoring.monitoring.backends import Request as RetrainRequest
 from credit_scoring.monitoring.decisions import DECISIONS, DecisionStore
-from credit_scoring.storage.store import database_url
+from credit_scoring.storage.database import database_url
 
 logger = logging.getLogger("credit_scoring.trigger")
 

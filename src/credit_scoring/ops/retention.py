@@ -16,7 +16,9 @@ import logging
 from credit_scoring.config.loader import PROJECT_ROOT, project_parameters
 from credit_scoring.core.spec import ServingConfig
 from credit_scoring.monitoring.store import purge_outcomes
-from credit_scoring.storage.store import AUDIT_TABLE, database_url, purge_events
+from credit_scoring.storage.database import database_url
+from credit_scoring.storage.events import purge_events
+from credit_scoring.storage.schema import AUDIT_TABLE
 
 logger = logging.getLogger(__name__)
 

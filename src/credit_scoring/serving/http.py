@@ -27,7 +27,8 @@ from credit_scoring.serving.telemetry import (
     Send,
     route_template,
 )
-from credit_scoring.storage.store import time_ordered_id, utc_now
+from credit_scoring.storage.database import utc_now
+from credit_scoring.storage.journal import time_ordered_id
 
 logger = logging.getLogger("credit_scoring.serving")
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from credit_scoring.core.contract import DataContract
-from credit_scoring.storage.store import Filter
+from credit_scoring.storage.clients import Filter
 
 PAGE_LIMIT = 50
 SAMPLE_LIMIT = 2000

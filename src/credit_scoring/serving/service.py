@@ -48,14 +48,11 @@ from credit_scoring.serving.schemas import (
 from credit_scoring.serving.scorer import Scorer
 from credit_scoring.serving.settings import ServingSettings
 from credit_scoring.serving.telemetry import REQUEST_ID, touched_client
-from credit_scoring.storage.store import (
-    AUDIT_TABLE,
-    ClientFeatureStore,
-    EventStore,
-    jsonable,
-    time_ordered_id,
-    utc_now,
-)
+from credit_scoring.storage.clients import ClientFeatureStore
+from credit_scoring.storage.database import jsonable, utc_now
+from credit_scoring.storage.events import EventStore
+from credit_scoring.storage.journal import time_ordered_id
+from credit_scoring.storage.schema import AUDIT_TABLE
 
 logger = logging.getLogger(__name__)
 bentoml_fixes.apply()

@@ -9,7 +9,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from credit_scoring.core.spec import PACKAGED_MODEL_FILE
-from credit_scoring.storage.store import DATABASE_URL_ENV, sqlite_path
+from credit_scoring.storage.database import DATABASE_URL_ENV, sqlite_path
 
 DEFAULT_MODEL_NAME = "credit_scoring"
 

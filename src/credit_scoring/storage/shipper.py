@@ -21,16 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from credit_scoring.storage.store import (
-    EVENTS_TABLE,
-    JOURNAL_GLOB,
-    SHIPPER_URL_ENV,
-    TABLES,
-    Journal,
-    insert_rows,
-    make_engine,
-    ship_journal,
-)
+from credit_scoring.storage.database import SHIPPER_URL_ENV, insert_rows, make_engine
+from credit_scoring.storage.journal import JOURNAL_GLOB, Journal, ship_journal
+from credit_scoring.storage.schema import EVENTS_TABLE, TABLES
 
 logger = logging.getLogger("credit_scoring.shipper")
 CLEAN_STOP = b"c"
