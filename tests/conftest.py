@@ -14,8 +14,11 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from credit_scoring.config.ingestion import IngestionParams
 from credit_scoring.config.loader import PROJECT_ROOT, project_parameters
 from credit_scoring.config.synthetic import SyntheticParams
+from credit_scoring.core.contract import DataContract
+from credit_scoring.core.processing import ProcessingParams
 from credit_scoring.devtools.sandbox import make_project_copy
 from credit_scoring.training.synthetic import generate
 
@@ -34,19 +37,20 @@ def parameters() -> dict[str, Any]:
     return project_parameters(env="base", conf_source=PROJECT_ROOT / "conf")
 
 
+# The project's sections typed once, as Kedro hands them to the nodes (typed `params:` inputs).
 @pytest.fixture(scope="session")
-def contract_params(parameters: dict[str, Any]) -> dict[str, Any]:
-    return parameters["data_contract"]
-
-
-@pytest.fixture(scope="session")
-def ingestion_params(parameters: dict[str, Any]) -> dict[str, Any]:
-    return parameters["data_ingestion"]
+def contract(parameters: dict[str, Any]) -> DataContract:
+    return DataContract.model_validate(parameters["data_contract"])
 
 
 @pytest.fixture(scope="session")
-def processing_params(parameters: dict[str, Any]) -> dict[str, Any]:
-    return parameters["data_processing"]
+def ingestion(parameters: dict[str, Any]) -> IngestionParams:
+    return IngestionParams.model_validate(parameters["data_ingestion"])
+
+
+@pytest.fixture(scope="session")
+def processing(parameters: dict[str, Any]) -> ProcessingParams:
+    return ProcessingParams.model_validate(parameters["data_processing"])
 
 
 @pytest.fixture(scope="session")

@@ -105,8 +105,8 @@ def test_inconsistent_column_rules_are_refused(column):
         load_contract({**CONTRACT, "columns": {"X": column}})
 
 
-def test_project_contract_loads(contract_params):
-    contract = load_contract(contract_params)
+def test_project_contract_loads(parameters):
+    contract = load_contract(parameters["data_contract"])
     assert contract.id_column == "SK_ID_CURR"
     assert "bureau" in contract.secondary_tables
     assert {"EXT_SOURCE_1", "DAYS_EMPLOYED", "CODE_GENDER"} <= set(contract.feature_columns)
@@ -137,8 +137,7 @@ def test_request_model_mirrors_the_contract():
     )
 
 
-def test_request_model_accepts_every_valid_synthetic_row(contract_params, raw_tables):
-    contract = load_contract(contract_params)
+def test_request_model_accepts_every_valid_synthetic_row(contract, raw_tables):
     model = build_request_model(contract.columns)
     rows = raw_tables["application_train"].drop(columns=["SK_ID_CURR", "TARGET"]).head(300)
     outcome = validate_frame(rows, build_schema(contract.columns))

@@ -11,7 +11,6 @@ from kedro.runner import SequentialRunner
 
 from credit_scoring.config.checks import check_parameters
 from credit_scoring.config.loader import PROJECT_ROOT
-from credit_scoring.core.contract import load_contract
 from credit_scoring.pipelines import data_ingestion, data_processing
 from tests.conftest import TEST_KEY
 
@@ -92,12 +91,11 @@ def test_primary_table_keeps_missing_values_for_the_model_pipeline(run_outputs):
     assert list(primary.columns) == list(run_outputs["model_input_table"].columns)
 
 
-def test_transform_rows_reproduces_the_pipeline_row_by_row(run_outputs, parameters):
+def test_transform_rows_reproduces_the_pipeline_row_by_row(run_outputs, parameters, processing):
     """No training/serving skew: the one-call transform equals the pipeline's nodes."""
     from credit_scoring.core.features import transform_rows
-    from credit_scoring.core.processing import ProcessingParams
 
-    spec = ProcessingParams.model_validate(parameters["data_processing"]).feature_spec()
+    spec = processing.feature_spec()
     declared = parameters["data_processing"]["domain_features"]
     assert list(spec.domain_features) == list(declared)  # every declared feature, in order
     features = run_outputs["applications_features"]
@@ -112,17 +110,17 @@ def test_transform_rows_reproduces_the_pipeline_row_by_row(run_outputs, paramete
     )
 
 
-def test_row_transformer_gives_the_model_exactly_the_pipelines_rows(run_outputs, parameters):
+def test_row_transformer_gives_the_model_exactly_the_pipelines_rows(
+    run_outputs, contract, processing
+):
     """The API's pandas-free hot path equals the pipeline: processed values and model input."""
     import numpy as np
 
     from credit_scoring.core.encoding import category_codes, model_input
     from credit_scoring.core.features import RowTransformer
-    from credit_scoring.core.processing import ProcessingParams
     from credit_scoring.core.spec import json_records
 
-    contract = load_contract(parameters["data_contract"])
-    spec = ProcessingParams.model_validate(parameters["data_processing"]).feature_spec()
+    spec = processing.feature_spec()
     primary = run_outputs["applications_primary"].set_index("client_id")
     features = [c for c in primary.columns if c not in (contract.target.column, "split")]
     categories = category_codes(primary[features])
@@ -138,9 +136,8 @@ def test_row_transformer_gives_the_model_exactly_the_pipelines_rows(run_outputs,
     np.testing.assert_allclose(served, expected, rtol=0, atol=1e-12, equal_nan=True)
 
 
-def test_client_feature_store_has_one_row_per_client_and_no_target(run_outputs, parameters):
+def test_client_feature_store_has_one_row_per_client_and_no_target(run_outputs, contract):
     store = run_outputs["client_features"]
-    contract = load_contract(parameters["data_contract"])
     assert store.columns[0] == "client_id" and store["client_id"].is_unique
     assert contract.target.column not in store.columns
     assert "SK_ID_CURR" not in store.columns

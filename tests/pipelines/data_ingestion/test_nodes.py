@@ -7,6 +7,7 @@ import logging
 import pandas as pd
 import pytest
 
+from credit_scoring.config.ingestion import load_ingestion
 from credit_scoring.core.errors import ContractError
 from credit_scoring.pipelines.data_ingestion.nodes import (
     ingest_applications,
@@ -45,9 +46,9 @@ def test_pseudonymise_without_id_column_numbers_rows():
     assert out["client_id"].tolist() == ["row-0", "row-1"]
 
 
-def test_ingest_applications_valid_data(raw_tables, contract_params, ingestion_params):
+def test_ingest_applications_valid_data(raw_tables, contract, ingestion):
     apps = _apps(raw_tables)
-    out = ingest_applications(apps, TEST_KEY, contract_params, ingestion_params)
+    out = ingest_applications(apps, TEST_KEY, contract, ingestion)
     valid = out["valid"]
     assert len(valid) == len(apps) and out["quarantine"].empty
     assert "SK_ID_CURR" not in valid.columns
@@ -58,11 +59,11 @@ def test_ingest_applications_valid_data(raw_tables, contract_params, ingestion_p
     assert out["report"]["rows_invalid"] == 0
 
 
-def test_quarantine_keeps_bad_rows_with_reason(raw_tables, contract_params, ingestion_params):
+def test_quarantine_keeps_bad_rows_with_reason(raw_tables, contract, ingestion):
     apps = _apps(raw_tables)
     apps.loc[3, "AMT_CREDIT"] = -10.0
     apps.loc[7, "NAME_INCOME_TYPE"] = "Lottery winner"
-    out = ingest_applications(apps, TEST_KEY, contract_params, ingestion_params)
+    out = ingest_applications(apps, TEST_KEY, contract, ingestion)
     assert len(out["valid"]) == len(apps) - 2
     reasons = " ".join(out["quarantine"]["_rejection_reason"])
     assert "AMT_CREDIT: greater_than_or_equal_to" in reasons
@@ -76,38 +77,34 @@ def test_quarantine_keeps_bad_rows_with_reason(raw_tables, contract_params, inge
     assert not set(apps["SK_ID_CURR"].astype(str)) & set(out["quarantine"]["client_id"])
 
 
-def test_fail_mode_names_column_rule_and_rows(raw_tables, contract_params, ingestion_params):
+def test_fail_mode_names_column_rule_and_rows(raw_tables, contract, ingestion):
     apps = _apps(raw_tables)
     apps.loc[5, "DAYS_BIRTH"] = 100
     with pytest.raises(ContractError) as error:
         ingest_applications(
-            apps, TEST_KEY, contract_params, {**ingestion_params, "on_invalid": "fail"}
+            apps, TEST_KEY, contract, ingestion.model_copy(update={"on_invalid": "fail"})
         )
     message = str(error.value)
     assert "DAYS_BIRTH: less_than_or_equal_to(-5840.0)" in message
     assert "row 5 = 100" in message and "on_invalid" in message
 
 
-def test_too_many_invalid_rows_stop_even_in_quarantine(
-    raw_tables, contract_params, ingestion_params
-):
+def test_too_many_invalid_rows_stop_even_in_quarantine(raw_tables, contract, ingestion):
     apps = _apps(raw_tables)
     apps.loc[: len(apps) // 5, "CODE_GENDER"] = "?"
     with pytest.raises(ContractError, match="max_invalid_fraction"):
-        ingest_applications(apps, TEST_KEY, contract_params, ingestion_params)
+        ingest_applications(apps, TEST_KEY, contract, ingestion)
 
 
-def test_unknown_ingestion_setting_is_refused(raw_tables, contract_params):
-    with pytest.raises(ContractError, match="on_invalid"):
-        ingest_applications(_apps(raw_tables), TEST_KEY, contract_params, {"on_invalid": "ignore"})
+def test_unknown_ingestion_setting_is_refused_with_key_and_file():
+    with pytest.raises(ContractError, match=r"on_invalid.*parameters_data_ingestion\.yml"):
+        load_ingestion({"on_invalid": "ignore"})
 
 
-def test_bureau_is_pseudonymised_with_the_same_key(
-    raw_tables, contract_params, ingestion_params, caplog
-):
+def test_bureau_is_pseudonymised_with_the_same_key(raw_tables, contract, ingestion, caplog):
     bureau = raw_tables["bureau"]
     with caplog.at_level(logging.INFO):
-        out = ingest_secondary_table(bureau, TEST_KEY, contract_params, ingestion_params, "bureau")
+        out = ingest_secondary_table(bureau, TEST_KEY, contract, ingestion, "bureau")
     assert "SK_ID_BUREAU" not in out["valid"].columns  # minimised
     first = bureau["SK_ID_CURR"].iloc[0]
     assert out["valid"]["client_id"].iloc[0] == pseudonymise_value(first, TEST_KEY)

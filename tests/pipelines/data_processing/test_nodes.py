@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from credit_scoring.core.contract import DataContract
 from credit_scoring.core.errors import ContractError
-from credit_scoring.core.processing import ProcessingParams, SplitParams
+from credit_scoring.core.processing import ProcessingParams, SplitParams, load_processing
 from credit_scoring.pipelines.data_processing.nodes import (
     aggregate_table,
     assign_splits,
@@ -20,12 +21,14 @@ from credit_scoring.pipelines.data_processing.nodes import (
     treat_outliers,
 )
 
-CONTRACT = {
-    "id_column": "cid",
-    "pseudonymised_id_column": "client_id",
-    "target": {"column": "TARGET"},
-    "columns": {"X": {"dtype": "float"}},
-}
+CONTRACT = DataContract.model_validate(
+    {
+        "id_column": "cid",
+        "pseudonymised_id_column": "client_id",
+        "target": {"column": "TARGET"},
+        "columns": {"X": {"dtype": "float"}},
+    }
+)
 
 
 def test_deduplicate_rows_removes_exact_copies_only():
@@ -42,21 +45,23 @@ def test_drop_duplicate_columns_keeps_the_first():
     assert out["dropped"] == {"a_copy": "a"}
 
 
-def test_treat_anomalies(processing_params):
+def test_treat_anomalies(processing):
     frame = pd.DataFrame({"DAYS_EMPLOYED": [-10, 365243]})
-    out = treat_anomalies(frame, processing_params)
+    out = treat_anomalies(frame, processing)
     assert out["DAYS_EMPLOYED_ANOMALY"].tolist() == [0.0, 1.0]
     assert np.isnan(out["DAYS_EMPLOYED"].iloc[1])
 
 
 def test_treat_outliers_learns_bounds_and_returns_them():
     frame = pd.DataFrame({"INCOME": [*range(1, 100), 1_000_000.0], "AGE": [30.0] * 99 + [500.0]})
-    params = {
-        "outliers": {
-            "INCOME": {"method": "quantile", "lower": 0.0, "upper": 0.95, "action": "clip"},
-            "AGE": {"method": "fixed", "lower": 18, "upper": 100, "action": "set_missing"},
+    params = ProcessingParams.model_validate(
+        {
+            "outliers": {
+                "INCOME": {"method": "quantile", "lower": 0.0, "upper": 0.95, "action": "clip"},
+                "AGE": {"method": "fixed", "lower": 18, "upper": 100, "action": "set_missing"},
+            }
         }
-    }
+    )
     out = treat_outliers(frame, params)
     assert out["table"]["INCOME"].max() == pytest.approx(out["bounds"]["INCOME"]["upper"])
     assert out["bounds"]["INCOME"]["upper"] < 100
@@ -64,7 +69,7 @@ def test_treat_outliers_learns_bounds_and_returns_them():
 
 
 def test_treat_outliers_refuses_a_rule_for_an_absent_column():
-    params = {"outliers": {"ABSENT": {"method": "iqr"}}}
+    params = ProcessingParams.model_validate({"outliers": {"ABSENT": {"method": "iqr"}}})
     with pytest.raises(ContractError, match=r"outliers\.ABSENT: no such column"):
         treat_outliers(pd.DataFrame({"INCOME": [1.0, 2.0]}), params)
 
@@ -95,10 +100,12 @@ def test_assign_splits_is_stratified_seeded_and_complete():
 
 def test_changing_only_test_rows_changes_no_learned_decision():
     """Outlier bounds, irrelevant-column and duplicate-column decisions see training rows only."""
-    params = {
-        "outliers": {"INCOME": {"method": "quantile", "lower": 0.01, "upper": 0.99}},
-        "irrelevant_columns": {"max_missing_fraction": 0.6},
-    }
+    params = ProcessingParams.model_validate(
+        {
+            "outliers": {"INCOME": {"method": "quantile", "lower": 0.01, "upper": 0.99}},
+            "irrelevant_columns": {"max_missing_fraction": 0.6},
+        }
+    )
     frame = _with_splits()
     test = frame["split"] == "test"
     changed = frame.copy()
@@ -127,10 +134,10 @@ def test_changing_only_test_rows_changes_no_learned_decision():
 
 def test_processing_params_typo_names_key_and_file():
     with pytest.raises(ContractError, match=r"outlier\b.*parameters_data_processing\.yml"):
-        treat_outliers(pd.DataFrame({"x": [1.0]}), {"outlier": {}})
+        load_processing({"outlier": {}})
 
 
-def test_build_features_adds_declared_features_and_aggregates(contract_params, processing_params):
+def test_build_features_adds_declared_features_and_aggregates(contract, processing):
     apps = pd.DataFrame(
         {
             "client_id": ["a", "b"],
@@ -158,8 +165,8 @@ def test_build_features_adds_declared_features_and_aggregates(contract_params, p
             "CNT_CREDIT_PROLONG": [0.0, 0.0],
         }
     )
-    aggregates = aggregate_table(bureau, contract_params, processing_params, "bureau")
-    out = build_features(apps, contract_params, processing_params, bureau=aggregates)
+    aggregates = aggregate_table(bureau, contract, processing, "bureau")
+    out = build_features(apps, contract, processing, bureau=aggregates)
     assert out.loc[0, "CREDIT_INCOME_RATIO"] == 2.0
     assert np.isnan(out.loc[1, "CREDIT_INCOME_RATIO"])  # income 0: no infinity
     assert out.loc[0, "EXT_SOURCE_1_MISSING"] == 1.0
@@ -167,9 +174,9 @@ def test_build_features_adds_declared_features_and_aggregates(contract_params, p
     assert out.loc[0, "BUREAU_IS_ACTIVE_SUM"] == 1.0 and out.loc[0, "BUREAU_IS_LATE_SUM"] == 1.0
 
 
-def test_secondary_table_without_aggregation_is_reported(contract_params):
+def test_secondary_table_without_aggregation_is_reported(contract):
     with pytest.raises(ContractError, match="secondary_aggregations"):
-        aggregate_table(pd.DataFrame({"client_id": ["a"]}), contract_params, {}, "bureau")
+        aggregate_table(pd.DataFrame({"client_id": ["a"]}), contract, ProcessingParams(), "bureau")
 
 
 def test_drop_irrelevant_columns_with_reasons():
@@ -188,15 +195,16 @@ def test_drop_irrelevant_columns_with_reasons():
             "GOOD": rng.normal(size=n),
         }
     )
-    out = drop_irrelevant_columns(frame, CONTRACT, {})
+    out = drop_irrelevant_columns(frame, CONTRACT, ProcessingParams())
     assert set(out["dropped"]) == {"REF", "CONST", "SPARSE"}
     assert "too sparse" in out["dropped"]["SPARSE"]
     assert list(out["table"].columns) == ["client_id", "TARGET", "DAYS_BIRTH", "GOOD"]
-    kept = drop_irrelevant_columns(frame, CONTRACT, {"irrelevant_columns": {"keep": ["CONST"]}})
+    keep_const = ProcessingParams.model_validate({"irrelevant_columns": {"keep": ["CONST"]}})
+    kept = drop_irrelevant_columns(frame, CONTRACT, keep_const)
     assert "CONST" in kept["table"].columns
 
 
-def test_impute_missing_values_fills_everything_but_id_and_target(processing_params):
+def test_impute_missing_values_fills_everything_but_id_and_target(processing):
     frame = pd.DataFrame(
         {
             "client_id": ["a", "b", "c"],
@@ -208,7 +216,7 @@ def test_impute_missing_values_fills_everything_but_id_and_target(processing_par
             "OCCUPATION_TYPE": ["Drivers", None, "Managers"],
         }
     )
-    out = impute_missing_values(frame, CONTRACT, processing_params)
+    out = impute_missing_values(frame, CONTRACT, processing)
     table = out["table"]
     assert not table.isna().any().any()
     assert table.loc[1, "BUREAU_COUNT"] == 0.0 and table.loc[1, "OCCUPATION_TYPE"] == "Unknown"
@@ -219,8 +227,8 @@ def test_impute_missing_values_fills_everything_but_id_and_target(processing_par
 
 def test_impute_missing_values_refuses_unclaimed_columns():
     frame = pd.DataFrame({"client_id": ["a", "b"], "TARGET": [0, 1], "X": [1.0, np.nan]})
-    params = {
-        "imputation": [{"name": "cats", "select": "categorical", "strategy": "most_frequent"}]
-    }
+    params = ProcessingParams.model_validate(
+        {"imputation": [{"name": "cats", "select": "categorical", "strategy": "most_frequent"}]}
+    )
     with pytest.raises(ContractError, match=r"\['X'\].*select: numeric"):
         impute_missing_values(frame, CONTRACT, params)

@@ -7,8 +7,8 @@ from typing import Any
 
 import pandas as pd
 
-from credit_scoring.config.ingestion import PARAMS_FILE, IngestionParams, load_ingestion
-from credit_scoring.core.contract import ColumnSpec, DataContract, TargetSpec, load_contract
+from credit_scoring.config.ingestion import PARAMS_FILE, IngestionParams
+from credit_scoring.core.contract import ColumnSpec, DataContract, TargetSpec
 from credit_scoring.core.errors import ContractError
 from credit_scoring.training.privacy import pseudonymise_series
 from credit_scoring.training.validation import build_schema, describe_failures, validate_frame
@@ -62,7 +62,7 @@ def validate_table(
     columns: dict[str, ColumnSpec],
     id_column: str | None,
     target: TargetSpec | None,
-    params: IngestionParams | dict[str, Any],
+    params: IngestionParams,
     table_name: str,
 ) -> dict[str, Any]:
     """Validate every row against the contract; fail or quarantine the invalid ones.
@@ -70,22 +70,21 @@ def validate_table(
     Returns the valid rows (typed, target encoded 0/1), the quarantined rows with
     ``_rejection_reason``, and a report of counts by rule.
     """
-    settings = load_ingestion(params)
     schema = build_schema(columns, id_column=id_column, target=target, name=table_name)
     outcome = validate_frame(table, schema)
     n_in, n_bad = len(table), len(outcome.invalid)
     fix = f"(set data_ingestion.on_invalid in {PARAMS_FILE}, or fix the source data)"
-    if n_bad and settings.on_invalid == "fail":
+    if n_bad and params.on_invalid == "fail":
         raise ContractError(describe_failures(outcome, table_name) + f"\n{fix}")
-    if n_in and n_bad / n_in > settings.max_invalid_fraction:
+    if n_in and n_bad / n_in > params.max_invalid_fraction:
         raise ContractError(
             describe_failures(outcome, table_name)
             + f"\n{n_bad / n_in:.1%} of the rows are invalid, above "
-            f"data_ingestion.max_invalid_fraction={settings.max_invalid_fraction} {fix}"
+            f"data_ingestion.max_invalid_fraction={params.max_invalid_fraction} {fix}"
         )
     if n_bad:
         logger.warning("%s: %d of %d row(s) quarantined", table_name, n_bad, n_in)
-    report = {"table": table_name, "on_invalid": settings.on_invalid, **outcome.summary()}
+    report = {"table": table_name, "on_invalid": params.on_invalid, **outcome.summary()}
     report["columns"] = [c for c in outcome.valid.columns]
     return {
         "valid": _encode_target(outcome.valid, target).reset_index(drop=True),
@@ -101,19 +100,15 @@ def ingest_applications(
     params: IngestionParams,
 ) -> dict[str, Any]:
     """Minimise, pseudonymise and validate the main table (one row per application)."""
-    contract = load_contract(data_contract)
-    keep = [c for c in (contract.id_column, contract.target and contract.target.column) if c]
-    minimal = minimise_columns(applications, keep + contract.feature_columns, "applications")
+    target = data_contract.target
+    keep = [c for c in (data_contract.id_column, target and target.column) if c]
+    minimal = minimise_columns(applications, keep + data_contract.feature_columns, "applications")
+    pseudonym = data_contract.pseudonymised_id_column
     pseudonymised = pseudonymise_ids(
-        minimal, pseudonymisation_key, contract.id_column, contract.pseudonymised_id_column
+        minimal, pseudonymisation_key, data_contract.id_column, pseudonym
     )
     return validate_table(
-        pseudonymised,
-        contract.columns,
-        contract.pseudonymised_id_column,
-        contract.target,
-        params,
-        "applications",
+        pseudonymised, data_contract.columns, pseudonym, target, params, "applications"
     )
 
 
@@ -125,12 +120,8 @@ def ingest_secondary_table(
     table_name: str,
 ) -> dict[str, Any]:
     """Minimise, pseudonymise (same key as the main table) and validate a secondary table."""
-    contract = load_contract(data_contract)
-    spec = contract.secondary_tables[table_name]
+    spec = data_contract.secondary_tables[table_name]
+    pseudonym = data_contract.pseudonymised_id_column
     minimal = minimise_columns(table, [spec.key, *spec.columns], table_name)
-    pseudonymised = pseudonymise_ids(
-        minimal, pseudonymisation_key, spec.key, contract.pseudonymised_id_column
-    )
-    return validate_table(
-        pseudonymised, spec.columns, contract.pseudonymised_id_column, None, params, table_name
-    )
+    pseudonymised = pseudonymise_ids(minimal, pseudonymisation_key, spec.key, pseudonym)
+    return validate_table(pseudonymised, spec.columns, pseudonym, None, params, table_name)

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from credit_scoring.core.contract import DataContract, load_contract
+from credit_scoring.core.contract import DataContract
 from credit_scoring.core.errors import ContractError
 from credit_scoring.core.features import (
     add_derived_features,
@@ -29,17 +29,15 @@ from credit_scoring.core.processing import (
     SPLIT_COLUMN,
     OutlierRule,
     ProcessingParams,
-    load_processing,
 )
-from credit_scoring.training.imputation import apply_imputer, fit_imputer, load_groups
+from credit_scoring.training.imputation import apply_imputer, fit_imputer
 
 logger = logging.getLogger(__name__)
 
 TRAIN = "train"
 
 
-def _protected(data_contract: dict[str, Any] | DataContract) -> list[str]:
-    contract = load_contract(data_contract)
+def _protected(contract: DataContract) -> list[str]:
     target = [contract.target.column] if contract.target else []
     return [contract.pseudonymised_id_column, *target, SPLIT_COLUMN]
 
@@ -66,9 +64,8 @@ def assign_splits(
     The same client always lands in the same split, so the processing steps that learn from
     data can learn from the training rows only.
     """
-    contract = load_contract(data_contract)
-    split = load_processing(params).split
-    target = contract.target.column if contract.target else None
+    split = params.split
+    target = data_contract.target.column if data_contract.target else None
     stratify = applications[target] if target else None
     rest, test = train_test_split(
         applications.index,
@@ -108,7 +105,7 @@ def drop_duplicate_columns(applications: pd.DataFrame) -> dict[str, Any]:
 
 def treat_anomalies(applications: pd.DataFrame, params: ProcessingParams) -> pd.DataFrame:
     """Replace sentinel values (e.g. DAYS_EMPLOYED = 365243) by NaN and a flag column."""
-    return flag_anomalies(applications, load_processing(params).feature_spec().anomalies)
+    return flag_anomalies(applications, params.anomalies)
 
 
 def _bounds(series: pd.Series, rule: OutlierRule) -> tuple[float | None, float | None]:
@@ -131,7 +128,7 @@ def treat_outliers(applications: pd.DataFrame, params: ProcessingParams) -> dict
     """
     bounds: dict[str, dict[str, Any]] = {}
     rows = _training_rows(applications)
-    for column, rule in load_processing(params).outliers.items():
+    for column, rule in params.outliers.items():
         if column not in applications.columns:
             raise ContractError(
                 f"data_processing.outliers.{column}: no such column in the table (dropped "
@@ -146,14 +143,13 @@ def aggregate_table(
     table: pd.DataFrame, data_contract: DataContract, params: ProcessingParams, table_name: str
 ) -> pd.DataFrame:
     """Per-client aggregates of one secondary table, as declared in parameters."""
-    contract = load_contract(data_contract)
-    spec = load_processing(params).feature_spec().secondary_aggregations.get(table_name)
+    spec = params.secondary_aggregations.get(table_name)
     if spec is None:
         raise ContractError(
             f"Secondary table '{table_name}' has no entry under "
             f"data_processing.secondary_aggregations in {PARAMS_FILE}."
         )
-    return aggregate_secondary(table, contract.pseudonymised_id_column, spec, table_name)
+    return aggregate_secondary(table, data_contract.pseudonymised_id_column, spec, table_name)
 
 
 def build_features(
@@ -163,13 +159,11 @@ def build_features(
     **aggregates: pd.DataFrame,
 ) -> pd.DataFrame:
     """Add the domain features and join each secondary table's per-client aggregates."""
-    contract = load_contract(data_contract)
-    spec = load_processing(params).feature_spec()
-    out = add_derived_features(applications, spec.domain_features)
+    out = add_derived_features(applications, params.domain_features)
     for name, table in aggregates.items():
-        agg_spec = spec.secondary_aggregations[name]
+        agg_spec = params.secondary_aggregations[name]
         count = f"{agg_spec.prefix}{agg_spec.count_column}" if agg_spec.count_column else None
-        out = join_aggregates(out, table, contract.pseudonymised_id_column, count)
+        out = join_aggregates(out, table, data_contract.pseudonymised_id_column, count)
     return out
 
 
@@ -177,7 +171,7 @@ def drop_irrelevant_columns(
     features: pd.DataFrame, data_contract: DataContract, params: ProcessingParams
 ) -> dict[str, Any]:
     """Drop too-sparse, constant and ID-like columns (judged on the training rows)."""
-    rules = load_processing(params).irrelevant_columns
+    rules = params.irrelevant_columns
     keep = set(_protected(data_contract)) | set(rules.keep)
     reasons: dict[str, str] = {}
     rows = _training_rows(features)
@@ -218,7 +212,7 @@ def impute_missing_values(
     primary: pd.DataFrame, data_contract: DataContract, params: ProcessingParams
 ) -> dict[str, Any]:
     """Fill missing values group by group (fitted on the training rows); report the groups."""
-    groups = load_groups(load_processing(params).imputation)
+    groups = list(params.imputation)
     protected = _protected(data_contract)
     imputer = fit_imputer(_training_rows(primary), groups, exclude=protected)
     table = apply_imputer(imputer, primary, exclude=protected)
@@ -265,13 +259,11 @@ def build_client_features(
     training), one row per client (the latest application), plus the per-client aggregates
     of each secondary table. No target, no raw id: only the pseudonym.
     """
-    contract = load_contract(data_contract)
-    spec = load_processing(params).feature_spec()
-    id_column = contract.pseudonymised_id_column
-    columns = [c for c in contract.columns if c in applications.columns]
+    id_column = data_contract.pseudonymised_id_column
+    columns = [c for c in data_contract.columns if c in applications.columns]
     out = applications[[id_column, *columns]].drop_duplicates(id_column, keep="last")
     for name, table in aggregates.items():
-        agg_spec = spec.secondary_aggregations[name]
+        agg_spec = params.secondary_aggregations[name]
         count = f"{agg_spec.prefix}{agg_spec.count_column}" if agg_spec.count_column else None
         out = join_aggregates(out, table, id_column, count)
     return out.reset_index(drop=True)
