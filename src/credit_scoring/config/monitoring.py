@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import Field, HttpUrl
 
-from credit_scoring.core.errors import typed_section
 from credit_scoring.core.schema import Strict
-
-PARAMS_FILE = "conf/base/parameters_monitoring.yml"
 
 
 class DriftParams(Strict):
@@ -65,8 +60,3 @@ class MonitoringParams(Strict):
     experiment_suffix: str = Field(
         "-monitoring", description="MLflow experiment of the runs: <experiment_name><suffix>"
     )
-
-
-def load_monitoring(params: dict[str, Any] | MonitoringParams) -> MonitoringParams:
-    """The typed section (Kedro passes it typed; tests and notebooks may pass the mapping)."""
-    return typed_section(MonitoringParams, params or {}, "monitoring", PARAMS_FILE)

@@ -20,8 +20,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from credit_scoring.config.data_science import DataScienceParams, load_params
-from credit_scoring.config.monitoring import MonitoringParams, load_monitoring
-from credit_scoring.core.contract import load_contract
+from credit_scoring.config.monitoring import DriftParams, MonitoringParams
+from credit_scoring.core.contract import DataContract, load_contract
 from credit_scoring.core.features import transform_rows
 from credit_scoring.core.processing import load_processing
 from credit_scoring.core.spec import REFERENCE_ARTIFACT, SERVING_ARTIFACTS
@@ -37,26 +37,25 @@ PUSHGATEWAY_ENV = "CREDIT_SCORING_PUSHGATEWAY_URL"
 
 def read_events(database_url: str, params: MonitoringParams) -> pd.DataFrame:
     """The window of prediction events (with their outcomes where known)."""
-    settings = load_monitoring(params)
     # Evidently takes seconds to import: let it load while the events come from the database
     threading.Thread(target=_import_evidently, daemon=True).start()
-    w = settings.window
+    w = params.window
     frame = read_window(
         database_url,
-        settings.model_name,
+        params.model_name,
         Window(last_events=w.last_events, last_hours=w.last_hours, model_version=w.model_version),
     )
     if frame.empty:
         logger.warning(
             "No prediction event of model %s in the window: nothing to monitor yet (send "
             "traffic to the service, e.g. `make simulate-traffic`).",
-            settings.model_name,
+            params.model_name,
         )
     else:
         logger.info(
             "Window: %d event(s) of %s v%s, %d with a known outcome",
             len(frame),
-            settings.model_name,
+            params.model_name,
             frame["model_version"].iloc[-1],
             int(frame["defaulted"].notna().sum()),
         )
@@ -72,35 +71,15 @@ def fetch_reference(window: pd.DataFrame, params: MonitoringParams) -> dict[str,
     """What the version named in the events was trained with: its reference sample (logged by
     its training run), its features, feature declarations, outlier bounds and test metrics.
     Never a file that happens to be on disk: another version's reference would be wrong."""
-    settings = load_monitoring(params)
     if window.empty:
         return {}
-    name, version = settings.model_name, str(window["model_version"].iloc[-1])
+    name, version = params.model_name, str(window["model_version"].iloc[-1])
     client = MlflowClient()
     model_version = client.get_model_version(name, version)
     run_id = model_version.run_id
     info = mlflow.models.get_model_info(f"models:/{name}/{version}")
     meta = info.metadata or {}
-    with tempfile.TemporaryDirectory() as folder:
-        try:
-            path = mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path=REFERENCE_ARTIFACT, dst_path=folder
-            )
-        except (MlflowException, OSError) as exc:
-            raise RuntimeError(
-                f"{name} v{version} (run {run_id}) has no {REFERENCE_ARTIFACT}: it was trained "
-                "before versions logged their monitoring reference. Retrain (`make run`), "
-                "serve the new version, then monitor it."
-            ) from exc
-        reference = pd.read_parquet(path)
-        serving = Path(
-            mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path=SERVING_ARTIFACTS, dst_path=folder
-            )
-        )
-        processing = json.loads((serving / "data_processing.json").read_text())
-        bounds = json.loads((serving / "outlier_bounds.json").read_text())
-        contract = load_contract(json.loads((serving / "data_contract.json").read_text()))
+    reference, processing, bounds, contract = _download_reference(run_id, name, version)
     features = list(meta["features"])
     categorical = {c for c in features if c in (meta.get("categories") or {})}
     categorical |= {
@@ -137,6 +116,34 @@ def fetch_reference(window: pd.DataFrame, params: MonitoringParams) -> dict[str,
     }
 
 
+def _download_reference(
+    run_id: str | None, name: str, version: str
+) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any], DataContract]:
+    """The reference sample, processing declaration, outlier bounds and data contract that
+    the training run logged (files of that run, parsed here: they are data, not settings)."""
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            path = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=REFERENCE_ARTIFACT, dst_path=folder
+            )
+        except (MlflowException, OSError) as exc:
+            raise RuntimeError(
+                f"{name} v{version} (run {run_id}) has no {REFERENCE_ARTIFACT}: it was trained "
+                "before versions logged their monitoring reference. Retrain (`make run`), "
+                "serve the new version, then monitor it."
+            ) from exc
+        reference = pd.read_parquet(path)
+        serving = Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=SERVING_ARTIFACTS, dst_path=folder
+            )
+        )
+        processing = json.loads((serving / "data_processing.json").read_text())
+        bounds = json.loads((serving / "outlier_bounds.json").read_text())
+        contract = load_contract(json.loads((serving / "data_contract.json").read_text()))
+    return reference, processing, bounds, contract
+
+
 def processed_features(window: pd.DataFrame, reference: dict[str, Any]) -> pd.DataFrame:
     """The events' features as the model saw them (the same row-level processing as in
     training and in the API), so current and reference are compared like for like."""
@@ -166,16 +173,15 @@ def measure(
 ) -> dict[str, Any]:
     """Drift (Evidently) and performance on the labelled events; returns the summary and the
     HTML report."""
-    settings = load_monitoring(params)
     science = load_params(data_science)
     started = time.perf_counter()
     summary: dict[str, Any] = {
-        "model_name": settings.model_name,
+        "model_name": params.model_name,
         "model_version": reference.get("model_version"),
         "window": {
             "events": len(window),
-            "last_events": settings.window.last_events,
-            "last_hours": settings.window.last_hours,
+            "last_events": params.window.last_events,
+            "last_hours": params.window.last_hours,
         },
         "drift": None,
         "performance": {"labelled_events": 0},
@@ -187,45 +193,53 @@ def measure(
         return {"summary": summary, "html": html}
     summary["window"]["first_event"] = str(window["event_time"].iloc[0])
     summary["window"]["last_event"] = str(window["event_time"].iloc[-1])
-    features, categorical = reference["features"], set(reference["categorical"])
-    if len(window) < settings.window.min_events:
+    if len(window) < params.window.min_events:
         summary["status"] = "too_few_events"
         logger.warning(
             "Only %d event(s) in the window (monitoring.window.min_events = %d): no drift "
             "verdict this time.",
             len(window),
-            settings.window.min_events,
+            params.window.min_events,
         )
     else:
-        current = current_frame(window, reference)
-        ref = reference["reference"]  # prepared when it was fetched
-        prepared = time.perf_counter()
-        snapshot, result = run_report(ref, current, features, categorical, settings.drift)
-        reported = time.perf_counter()
-        html = snapshot.get_html_str(as_iframe=False)
-        summary["seconds"] = {
-            "prepare": round(prepared - started, 2),
-            "evidently": round(reported - prepared, 2),
-            "html": round(time.perf_counter() - reported, 2),
-        }
-        summary["drift"] = {**result.model_dump(), "threshold_share": settings.drift.drift_share}
-        summary["status"] = "ok"
-        drifted = [f for f, r in result.features.items() if r["drifted"]]
-        logger.info(
-            "Drift: %d of %d features drifted (share %.2f, dataset drift: %s); score drift "
-            "%.3f (%s)%s",
-            result.drifted_features,
-            len(result.features),
-            result.drift_share,
-            "yes" if result.dataset_drift else "no",
-            result.score["value"],
-            "drifted" if result.score["drifted"] else "stable",
-            f"; drifted: {', '.join(drifted[:8])}" if drifted else "",
-        )
-    summary["performance"] = performance(window, science, settings.performance.min_labelled)
+        drift, html = compare_drift(window, reference, params.drift, started)
+        summary.update(drift)
+    summary["performance"] = performance(window, science, params.performance.min_labelled)
     summary["degradation"] = degradation(summary["performance"], summary["reference_metrics"])
     summary["compute_seconds"] = round(time.perf_counter() - started, 3)
     return {"summary": summary, "html": html}
+
+
+def compare_drift(
+    window: pd.DataFrame, reference: dict[str, Any], drift: DriftParams, started: float
+) -> tuple[dict[str, Any], str]:
+    """Evidently's comparison of the window with the reference: the summary's ``seconds``,
+    ``drift`` and ``status`` keys, and the HTML report. ``started``: when measuring began."""
+    features, categorical = reference["features"], set(reference["categorical"])
+    current = current_frame(window, reference)
+    ref = reference["reference"]  # prepared when it was fetched
+    prepared = time.perf_counter()
+    snapshot, result = run_report(ref, current, features, categorical, drift)
+    reported = time.perf_counter()
+    html = snapshot.get_html_str(as_iframe=False)
+    seconds = {
+        "prepare": round(prepared - started, 2),
+        "evidently": round(reported - prepared, 2),
+        "html": round(time.perf_counter() - reported, 2),
+    }
+    drifted = [f for f, r in result.features.items() if r["drifted"]]
+    logger.info(
+        "Drift: %d of %d features drifted (share %.2f, dataset drift: %s); score drift %.3f (%s)%s",
+        result.drifted_features,
+        len(result.features),
+        result.drift_share,
+        "yes" if result.dataset_drift else "no",
+        result.score["value"],
+        "drifted" if result.score["drifted"] else "stable",
+        f"; drifted: {', '.join(drifted[:8])}" if drifted else "",
+    )
+    verdict = {**result.model_dump(), "threshold_share": drift.drift_share}
+    return {"seconds": seconds, "drift": verdict, "status": "ok"}, html
 
 
 def performance(
@@ -273,25 +287,15 @@ def degradation(perf: dict[str, Any], test: dict[str, float]) -> dict[str, float
 def publish(measured: dict[str, Any], params: MonitoringParams) -> dict[str, Any]:
     """Log the run to MLflow (monitoring experiment, tagged with the model version) and push
     the numbers to the Pushgateway. Returns the summary that the catalog writes."""
-    settings = load_monitoring(params)
     summary = dict(measured["summary"])
     summary["timestamp"] = time.time()
     url = os.environ.get(PUSHGATEWAY_ENV) or (
-        str(settings.pushgateway_url) if settings.pushgateway_url else None
+        str(params.pushgateway_url) if params.pushgateway_url else None
     )
     if summary.get("model_version") is None:
         summary["pushed"] = False
         return summary
-    mlflow.set_experiment(settings.experiment_name + settings.experiment_suffix)
-    with mlflow.start_run(
-        run_name=f"monitor v{summary['model_version']}",
-        tags={"model_name": settings.model_name, "model_version": str(summary["model_version"])},
-        nested=mlflow.active_run() is not None,
-    ) as run:
-        mlflow.log_metrics(flat_metrics(summary))
-        mlflow.log_dict(summary, "monitoring_summary.json")
-        mlflow.log_text(measured["html"], "drift_report.html")
-        summary["mlflow_run_id"] = run.info.run_id
+    summary["mlflow_run_id"] = _log_run(summary, measured["html"], params)
     if url is None:
         logger.warning(
             "No Pushgateway configured (monitoring.pushgateway_url or %s): the numbers are in "
@@ -301,13 +305,27 @@ def publish(measured: dict[str, Any], params: MonitoringParams) -> dict[str, Any
         summary["pushed"] = False
         return summary
     try:
-        push(url.rstrip("/"), settings.job, summary)
+        push(url.rstrip("/"), params.job, summary)
         summary["pushed"] = True
         logger.info("Pushed the monitoring metrics to %s", url)
     except OSError as exc:
         summary["pushed"] = False
         logger.error("Could not push to the Pushgateway at %s: %s", url, exc)
     return summary
+
+
+def _log_run(summary: dict[str, Any], html: str, params: MonitoringParams) -> str:
+    """One MLflow run in the monitoring experiment, tagged with the model version; its id."""
+    mlflow.set_experiment(params.experiment_name + params.experiment_suffix)
+    with mlflow.start_run(
+        run_name=f"monitor v{summary['model_version']}",
+        tags={"model_name": params.model_name, "model_version": str(summary["model_version"])},
+        nested=mlflow.active_run() is not None,
+    ) as run:
+        mlflow.log_metrics(flat_metrics(summary))
+        mlflow.log_dict(summary, "monitoring_summary.json")
+        mlflow.log_text(html, "drift_report.html")
+        return str(run.info.run_id)
 
 
 def flat_metrics(summary: dict[str, Any]) -> dict[str, float]:
@@ -326,3 +344,8 @@ def flat_metrics(summary: dict[str, Any]) -> dict[str, float]:
         if number and not math.isnan(float(value)):
             out[f"labelled.{key}"] = float(value)
     return out
+
+
+def extract_drift_report(measured: dict[str, Any]) -> str:
+    """The HTML drift report of the measurement, for the catalog to write."""
+    return str(measured["html"])

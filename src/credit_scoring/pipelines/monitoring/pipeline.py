@@ -2,7 +2,7 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import fetch_reference, measure, publish, read_events
+from .nodes import extract_drift_report, fetch_reference, measure, publish, read_events
 
 PARAMS = "params:monitoring"
 
@@ -40,7 +40,7 @@ def create_pipeline(**kwargs: object) -> Pipeline:
                 name="publish_monitoring_node",
             ),
             Node(
-                _html,
+                extract_drift_report,
                 inputs="monitoring_measured",
                 outputs="monitoring_report",
                 name="write_drift_report_node",
@@ -48,7 +48,3 @@ def create_pipeline(**kwargs: object) -> Pipeline:
         ],
         tags="monitoring",
     )
-
-
-def _html(measured: dict) -> str:
-    return str(measured["html"])
