@@ -26,14 +26,14 @@ bootstrap: ## Install uv if missing, then the locked environment (.venv)
 
 data: bootstrap ## Generate the synthetic raw tables if data/01_raw holds no data file
 	@if [ -z "$$(find data/01_raw -type f ! -name '.gitkeep' -print -quit 2>/dev/null)" ]; then \
-		$(RUN) python -m credit_scoring.training.synthetic; \
+		$(RUN) credit-scoring generate-data; \
 	else echo "data/01_raw holds data: not generating synthetic tables"; fi
 
 data-home-credit: bootstrap ## Regenerate the raw tables at Home Credit size (307,511 applications)
-	$(RUN) python -m credit_scoring.training.synthetic --n-applications 307511
+	$(RUN) credit-scoring generate-data --n-applications 307511
 
 data-drift: bootstrap ## Write a drifted population to data/01_raw/drifted/ (for monitoring work)
-	$(RUN) python -m credit_scoring.training.synthetic --drift --seed 7 --output-dir data/01_raw/drifted
+	$(RUN) credit-scoring generate-data --drift --seed 7 --output-dir data/01_raw/drifted
 
 run: bootstrap data ## Set up and run the whole Kedro pipeline on the embedded defaults
 	$(RUN) kedro run
@@ -55,7 +55,7 @@ format: bootstrap ## Apply ruff fixes and formatting
 	$(RUN) ruff format .
 
 build: bootstrap ## Import the MLflow champion into BentoML and build the bento (after make run)
-	UV="$(UV)" $(RUN) python -m credit_scoring.ops.packaging --project $(PROJECT_DIR)
+	UV="$(UV)" $(RUN) credit-scoring build --project $(PROJECT_DIR)
 
 serve: bootstrap ## Serve the latest bento on 127.0.0.1:3000 with the project's database (after make build)
 	CREDIT_SCORING_DATABASE_URL="$${CREDIT_SCORING_DATABASE_URL:-$(DATABASE)}" \
@@ -67,10 +67,10 @@ dashboard: bootstrap ## The advisor dashboard on 127.0.0.1:8501, on the API at S
 
 token: bootstrap ## Print a short-lived development token: make token ROLE=advisor SUB=alice
 	@test -n "$(ROLE)" -a -n "$(SUB)" || { echo "usage: make token ROLE=advisor|scoring SUB=<who>" >&2; exit 2; }
-	@$(RUN) python -m credit_scoring.auth.tokens --role "$(ROLE)" --sub "$(SUB)"
+	@$(RUN) credit-scoring token --role "$(ROLE)" --sub "$(SUB)"
 
 purge-events: bootstrap ## Delete prediction events (and access audit records) past their retention
-	$(RUN) python -m credit_scoring.ops.retention
+	$(RUN) credit-scoring purge-events
 
 ui: bootstrap ## Open the MLflow UI on the embedded store (127.0.0.1:5000)
 	$(RUN) mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db} --host 127.0.0.1 --port 5000
@@ -79,7 +79,7 @@ viz: bootstrap ## Open kedro-viz on 127.0.0.1:4141
 	$(RUN) kedro viz run --host 127.0.0.1 --port 4141
 
 dvc-stages: bootstrap ## Rewrite dvc.yaml from conf/ (the stages' data, parameters and outputs)
-	$(RUN) python -m credit_scoring.ops.dvc_stages $(if $(KEDRO_ENV),--env $(KEDRO_ENV))
+	$(RUN) credit-scoring dvc-stages $(if $(KEDRO_ENV),--env $(KEDRO_ENV))
 
 repro: bootstrap ## Reproduce the DVC stages (generate -> ingestion -> processing -> training)
 	$(RUN) dvc repro
@@ -115,27 +115,27 @@ monitor: bootstrap ## Drift + labelled performance of the served model (kedro pi
 	$(RUN) kedro run --pipelines monitoring
 
 simulate-traffic: bootstrap ## Send REQUESTS normal applications to the running service (SERVICE_URL)
-	$(RUN) python -m credit_scoring.devtools.simulate traffic --url $(SERVICE_URL) --requests $(REQUESTS)
+	$(RUN) credit-scoring simulate traffic --url $(SERVICE_URL) --requests $(REQUESTS)
 
 simulate-drift: bootstrap ## Send REQUESTS applications of the drifted population to the running service
-	$(RUN) python -m credit_scoring.devtools.simulate traffic --url $(SERVICE_URL) --requests $(REQUESTS) --drift
+	$(RUN) credit-scoring simulate traffic --url $(SERVICE_URL) --requests $(REQUESTS) --drift
 
 simulate-outcomes: bootstrap ## Write and load the true outcomes of the simulated requests (delayed labels)
-	$(RUN) python -m credit_scoring.devtools.simulate outcomes
+	$(RUN) credit-scoring simulate outcomes
 
 load-outcomes: bootstrap ## Load an outcome file: make load-outcomes FILE=outcomes.csv
 	@test -n "$(FILE)" || { echo "usage: make load-outcomes FILE=path/to/outcomes.csv"; exit 2; }
-	$(RUN) python -m credit_scoring.monitoring.outcomes $(FILE)
+	$(RUN) credit-scoring load-outcomes $(FILE)
 
 trigger: bootstrap ## Run the retrain trigger on 127.0.0.1:8095 (Alertmanager's webhook receiver)
-	$(RUN) python -m credit_scoring.monitoring.trigger --host 127.0.0.1 --port $${TRIGGER_PORT:-8095}
+	$(RUN) credit-scoring trigger --host 127.0.0.1 --port $${TRIGGER_PORT:-8095}
 
 dashboards: bootstrap ## Regenerate monitoring/grafana/dashboards/*.json from the code
-	$(RUN) python -m credit_scoring.ops.grafana
+	$(RUN) credit-scoring dashboards
 
 monitoring-demo: bootstrap ## The whole loop on loopback, narrated: drift -> alert -> retraining -> new model (~5 min)
 	@command -v prometheus >/dev/null || { echo "needs Debian's prometheus, prometheus-alertmanager, prometheus-pushgateway (apt-get install ...)"; exit 2; }
-	UV="$(UV)" $(RUN) python -m credit_scoring.devtools.demo
+	UV="$(UV)" $(RUN) credit-scoring monitoring-demo
 
 bench-monitoring: bootstrap ## Monitoring pipeline vs Evidently alone (100k events from PostgreSQL, 300k reference), then the demo loop timed
 	$(RUN) python bench/monitoring.py
@@ -163,7 +163,7 @@ image-pipeline: ## Build the pipeline image (kedro jobs, retrain trigger) tagged
 		$(if $(CA_BUNDLE),--secret id=ca$(comma)src=$(CA_BUNDLE)) .
 
 image-service: bootstrap ## Build the service image from the latest bento (after make build)
-	DOCKER="$(DOCKER)" $(RUN) python -m credit_scoring.ops.containerize --repository $(SERVICE_IMAGE) \
+	DOCKER="$(DOCKER)" $(RUN) credit-scoring image-service --repository $(SERVICE_IMAGE) \
 		$(if $(BASE_IMAGE),--base-image $(BASE_IMAGE)) $(if $(CA_BUNDLE),--ca-bundle $(CA_BUNDLE))
 
 images: image-pipeline image-service ## Both images
@@ -172,10 +172,10 @@ bench-images: bootstrap ## Image sizes and the service container's cold start vs
 	$(RUN) python bench/images.py
 
 manifests: bootstrap ## Regenerate deploy/k8s/base/generated/ from monitoring/ (rules, monitors, dashboards)
-	$(RUN) python -m credit_scoring.ops.manifests
+	$(RUN) credit-scoring manifests
 
 docker-engine: bootstrap ## As root on a host without Docker running: start a private dockerd (no bridge network)
-	$(RUN) python -m credit_scoring.ops.docker_engine start
+	$(RUN) credit-scoring docker-engine start
 
 local-base: bootstrap ## Without a registry: build python:3.11-slim's stand-in from Debian packages; prints its tag
-	@$(RUN) python -m credit_scoring.ops.docker_engine base
+	@$(RUN) credit-scoring docker-engine base

@@ -111,7 +111,7 @@ def main() -> int:
         pipeline_build = time.monotonic() - built
         built = time.monotonic()
         service = subprocess.run(
-            [sys.executable, "-m", "credit_scoring.ops.containerize", "--base-image", base,
+            [sys.executable, "-m", "credit_scoring.cli", "image-service", "--base-image", base,
              "--repository", "credit-scoring-service-bench",
              *(["--ca-bundle", str(SYSTEM_CA_BUNDLE)] if SYSTEM_CA_BUNDLE.exists() else [])],
             env={**docker.env, "DOCKER": " ".join(docker.client)},

@@ -49,8 +49,7 @@ from credit_scoring.storage.database import insert_rows, make_engine, utc_now
 from credit_scoring.storage.events import EventStore
 from credit_scoring.storage.schema import create_schema
 from credit_scoring.training.registry import load_model
-from credit_scoring.training.synthetic import main as generate_main
-from credit_scoring.training.synthetic import population
+from credit_scoring.training.synthetic import generate_data, population
 
 RESULTS = PROJECT_ROOT / "bench" / "results" / "monitoring.json"
 POSTGRES_URL = os.environ.get(
@@ -60,7 +59,7 @@ POSTGRES_URL = os.environ.get(
 
 def train_small(root: Path) -> None:
     quick_training(root)
-    generate_main(["--n-applications", "5000", "--output-dir", str(root / "data/01_raw")])
+    generate_data(n_applications=5000, output_dir=root / "data/01_raw")
     kedro_run(root, check=True, timeout=1800)
 
 

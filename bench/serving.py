@@ -227,7 +227,7 @@ def main() -> None:
     )
     # the bento, exactly as `make build` makes it, in a throw-away BentoML store
     subprocess.run(
-        [sys.executable, "-m", "credit_scoring.ops.packaging"],
+        [sys.executable, "-m", "credit_scoring.cli", "build"],
         env=env,
         check=True,
         cwd=PROJECT_ROOT,

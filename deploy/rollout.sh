@@ -46,5 +46,5 @@ cd "${root}"
 kubectl -n "${namespace}" port-forward svc/credit-scoring-service 18080:80 >/dev/null 2>&1 &
 forward=$!
 trap 'kill "${forward}" 2>/dev/null || true' EXIT
-uv run python -m credit_scoring.ops.smoke --url http://127.0.0.1:18080 --wait 120 || rollback
+uv run credit-scoring smoke --url http://127.0.0.1:18080 --wait 120 || rollback
 echo "${overlay}: ${SERVICE_IMAGE} serving in ${namespace}"

@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 
 from credit_scoring.devtools.sandbox import kedro_run, make_project_copy, quick_training
-from credit_scoring.training.synthetic import main as generate_main
+from credit_scoring.training.synthetic import generate_data
 from tests.conftest import TEST_KEY
 
 
@@ -35,7 +35,7 @@ def trained_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # The usual champion (LightGBM): dummy + LightGBM only, a short search
     # (tests/serving/test_scorer.py covers the other candidates).
     quick_training(root)
-    generate_main(["--n-applications", "3000", "--output-dir", str(root / "data/01_raw")])
+    generate_data(n_applications=3000, output_dir=root / "data/01_raw")
     result = kedro_run(root, key=TEST_KEY, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return root
@@ -49,14 +49,15 @@ def serving_db(trained_project: Path) -> str:
 
 @pytest.fixture(scope="session")
 def bento_model(trained_project: Path) -> str:
-    """`python -m credit_scoring.ops.packaging --no-build`: the tested import step."""
+    """`credit-scoring build --no-build`: the tested import step."""
     env = {k: v for k, v in os.environ.items() if "MLFLOW_" not in k}
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{trained_project / 'mlflow.db'}"
     result = subprocess.run(
         [
             sys.executable,
             "-m",
-            "credit_scoring.ops.packaging",
+            "credit_scoring.cli",
+            "build",
             "--no-build",
             "--project",
             str(trained_project),

@@ -3,7 +3,7 @@
 # training (Kedro, MLflow, DVC, Optuna) is in it.
 #
 # The build context is the bento with its models, assembled by `make image-service`
-# (python -m credit_scoring.ops.containerize), which also sets the lineage labels. By hand:
+# (credit-scoring image-service), which also sets the lineage labels. By hand:
 #   docker build -f deploy/docker/service.Dockerfile <context>
 # Behind a TLS-intercepting proxy: --secret id=ca,src=/etc/ssl/certs/ca-certificates.crt
 ARG BASE_IMAGE=python:3.11-slim

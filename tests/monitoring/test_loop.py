@@ -209,7 +209,8 @@ def test_ctrl_c_stops_everything_the_demo_started(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "credit_scoring.devtools.demo",
+            "credit_scoring.cli",
+            "monitoring-demo",
             "--workdir",
             str(workdir),
             "--train-rows",

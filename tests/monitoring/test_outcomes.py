@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from credit_scoring.monitoring.outcomes import OutcomesError, load_file, main, parse
+from credit_scoring.monitoring.outcomes import OutcomesError, load_and_report, load_file, parse
 from credit_scoring.monitoring.store import Window, join_outcomes, read_window
 from credit_scoring.storage.database import utc_now
 from credit_scoring.storage.events import EventStore
@@ -63,10 +63,10 @@ def test_the_command_reports_and_exits_2_on_errors(
 ) -> None:
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     path = write(tmp_path / "o.csv", "request_id,observed_at,defaulted\nr-000001,2026-11-01,yes\n")
-    assert main([str(path), "--database-url", url]) == 0
+    assert load_and_report(path, url) == 0
     assert "1 new, 0 already loaded" in capsys.readouterr().out
     path.write_text("request_id,observed_at,defaulted\nr-000001,2026-11-01,2\n")
-    assert main([str(path), "--database-url", url]) == 2
+    assert load_and_report(path, url) == 2
     assert "line 2, defaulted" in capsys.readouterr().err
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from credit_scoring.ops.grafana import DASHBOARDS, OUTPUT, expressions, main, render
+from credit_scoring.ops.grafana import DASHBOARDS, OUTPUT, export, expressions, render
 from tests.conftest import require_binary
 
 
@@ -19,14 +19,14 @@ def test_exported_json_is_what_the_code_generates() -> None:
         assert (OUTPUT / name).read_text() == render(build()), (
             f"{name} was edited by hand or not regenerated: run `make dashboards`"
         )
-    assert main(["--check"]) == 0
+    assert export(check=True) == 0
 
 
 def test_a_hand_edit_is_caught(tmp_path: Path) -> None:
-    assert main(["--output", str(tmp_path)]) == 0
+    assert export(output=tmp_path) == 0
     path = tmp_path / next(iter(DASHBOARDS))
     path.write_text(path.read_text().replace("Requests per second", "Requests"))
-    assert main(["--check", "--output", str(tmp_path)]) == 1
+    assert export(check=True, output=tmp_path) == 1
 
 
 def test_every_panel_has_a_title_unit_description_and_queries() -> None:

@@ -30,7 +30,7 @@ from credit_scoring.devtools.sandbox import make_project_copy, quick_training
 from credit_scoring.ops.docker_engine import SYSTEM_CA_BUNDLE, Engine, engine, local_base_image
 from credit_scoring.storage.clients import replace_client_features
 from credit_scoring.storage.schema import EVENTS_TABLE
-from credit_scoring.training.synthetic import main as generate_main
+from credit_scoring.training.synthetic import generate_data
 from tests.conftest import TEST_KEY, postgres_schema_url, require_binary
 from tests.serving_fixtures import auth, free_port
 
@@ -88,10 +88,10 @@ def _ca_args(flag: str) -> list[str]:
 
 @pytest.fixture(scope="session")
 def service_image(docker: Engine, base_image: str, bento: str) -> str:
-    """`make image-service`: python -m credit_scoring.ops.containerize on the session's bento."""
+    """`make image-service`: credit-scoring image-service on the session's bento."""
     result = subprocess.run(
         [
-            sys.executable, "-m", "credit_scoring.ops.containerize",
+            sys.executable, "-m", "credit_scoring.cli", "image-service",
             "--bento", bento,
             "--repository", "credit-scoring-service-test",
             "--base-image", base_image,
@@ -353,7 +353,7 @@ def test_pipeline_image_runs_kedro_on_mounted_data(
     docker: Engine, pipeline_image: str, tmp_path: Path
 ) -> None:
     root = make_project_copy(tmp_path / "project")
-    generate_main(["--n-applications", "400", "--output-dir", str(root / "data/01_raw")])
+    generate_data(n_applications=400, output_dir=root / "data/01_raw")
     data = root / "data"
     give_to_app_user(data, *data.rglob("*"))
     result = docker.run(
@@ -385,7 +385,7 @@ def test_pipeline_image_runs_the_retrain_trigger(
         "-e", "CREDIT_SCORING_TRIGGER_TOKEN=s3cret-token",
         "-e", "CREDIT_SCORING_DATABASE_URL=sqlite:////var/lib/trigger/trigger.db",
         pipeline_image,
-        "python", "-m", "credit_scoring.monitoring.trigger", "--host", "127.0.0.1",
+        "credit-scoring", "trigger", "--host", "127.0.0.1",
         "--port", str(port),
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
@@ -446,7 +446,7 @@ def test_a_training_job_in_the_image_registers_a_champion_on_the_tracking_server
     data on a volume, MLflow behind basic-auth with its artifacts served by the server."""
     root = make_project_copy(tmp_path / "project")
     quick_training(root)
-    generate_main(["--n-applications", "2000", "--output-dir", str(root / "data/01_raw")])
+    generate_data(n_applications=2000, output_dir=root / "data/01_raw")
     give_to_app_user(*[root / "data", *(root / "data").rglob("*")])
     user, password = mlflow_server["auth"]
     result = docker.run(

@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 from credit_scoring.config.loader import PROJECT_ROOT
 from credit_scoring.devtools.sandbox import kedro_run
 from credit_scoring.training.privacy import DEVELOPMENT_KEY, KEY_ENV_VAR, pseudonymise_value
-from credit_scoring.training.synthetic import main as generate_main
+from credit_scoring.training.synthetic import generate_data
 from tests.conftest import TEST_KEY
 
 pytestmark = pytest.mark.integration
@@ -38,7 +38,7 @@ FAST_SEARCH = (
 
 
 def test_end_to_end_run_on_a_tiny_generated_dataset(project_copy: Path):
-    generate_main(["--n-applications", "1500", "--output-dir", str(project_copy / "data/01_raw")])
+    generate_data(n_applications=1500, output_dir=project_copy / "data/01_raw")
     result = kedro(project_copy, "--params", FAST_SEARCH, key=None)  # no key: development key
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "DEVELOPMENT PSEUDONYMISATION KEY" in result.stdout + result.stderr
@@ -85,7 +85,7 @@ def test_end_to_end_run_on_a_tiny_generated_dataset(project_copy: Path):
 
 
 def test_prod_environment_refuses_the_development_key(project_copy: Path):
-    generate_main(["--n-applications", "200", "--output-dir", str(project_copy / "data/01_raw")])
+    generate_data(n_applications=200, output_dir=project_copy / "data/01_raw")
     result = kedro(project_copy, "--env", "prod", "--pipelines", "data_ingestion", key=None)
     assert result.returncode != 0
     assert KEY_ENV_VAR in result.stdout + result.stderr
@@ -139,7 +139,7 @@ def test_a_differently_shaped_dataset_runs_with_a_conf_environment_only(project_
     # packaged under its own name, the API built from it has no id routes
     env = {k: v for k, v in os.environ.items() if "MLFLOW_" not in k}
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{project_copy / 'mlflow.db'}"
-    packaging = [sys.executable, "-m", "credit_scoring.ops.packaging", "--no-build"]
+    packaging = [sys.executable, "-m", "credit_scoring.cli", "build", "--no-build"]
     packaging += ["--env", "example_loans", "--project", str(project_copy)]
     result = subprocess.run(packaging, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -161,7 +161,7 @@ def test_a_differently_shaped_dataset_runs_with_a_conf_environment_only(project_
 
 
 def test_a_configuration_typo_fails_before_anything_runs(project_copy: Path):
-    generate_main(["--n-applications", "200", "--output-dir", str(project_copy / "data/01_raw")])
+    generate_data(n_applications=200, output_dir=project_copy / "data/01_raw")
     local = project_copy / "conf" / "local"
     local.mkdir(exist_ok=True)
     (local / "parameters_data_science.yml").write_text("data_science:\n  cv_foldz: 3\n")

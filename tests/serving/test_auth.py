@@ -14,6 +14,7 @@ import jwt
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -24,7 +25,7 @@ from credit_scoring.auth.tokens import (
     Verifier,
     mint_development_token,
 )
-from credit_scoring.auth.tokens import main as token_main
+from credit_scoring.cli import cli
 from credit_scoring.devtools.jwks import serve_jwks
 from credit_scoring.storage.database import make_engine
 from credit_scoring.storage.schema import AUDIT_TABLE
@@ -230,8 +231,8 @@ def test_the_development_key_is_refused_outside_development(monkeypatch, capsys)
     monkeypatch.setenv("CREDIT_SCORING_ENVIRONMENT", "production")
     with pytest.raises(SystemExit, match="public development key"):
         Verifier(AuthSettings())
-    with pytest.raises(SystemExit, match="public development key"):
-        token_main(["--role", "advisor", "--sub", "alice"])
+    refused = CliRunner().invoke(cli, ["token", "--role", "advisor", "--sub", "alice"])
+    assert refused.exit_code == 1 and "public development key" in refused.output
     monkeypatch.setenv("CREDIT_SCORING_AUTH_SIGNING_KEY", "short")
     with pytest.raises(SystemExit, match="32 random characters"):
         Verifier(AuthSettings())
@@ -258,14 +259,17 @@ def test_a_remembered_token_is_refused_once_expired_and_a_forged_one_never_match
     assert len(verifier._verified) == 2
 
 
-def test_make_token_prints_a_short_lived_token_of_the_role(capsys):
-    assert token_main(["--role", "advisor", "--sub", "alice", "--minutes", "5"]) == 0
-    token = capsys.readouterr().out.strip()
+def test_make_token_prints_a_short_lived_token_of_the_role():
+    command = ["token", "--role", "advisor", "--sub", "alice", "--minutes", "5"]
+    result = CliRunner().invoke(cli, command)
+    assert result.exit_code == 0, result.output
+    token = result.stdout.strip()
     claims = jwt.decode(token, DEVELOPMENT_SIGNING_KEY, algorithms=["HS256"], audience=AUDIENCE)
     assert claims["sub"] == "alice" and claims["roles"] == ["advisor"]
     assert 290 <= claims["exp"] - claims["iat"] <= 300
-    with pytest.raises(SystemExit):
-        token_main(["--role", "root", "--sub", "alice"])
+    assert CliRunner().invoke(cli, ["token", "--role", "root", "--sub", "alice"]).exit_code == 2
+    empty = CliRunner().invoke(cli, ["token", "--role", "advisor", "--sub", ""])
+    assert empty.exit_code == 2 and "make token: SUB" in empty.stderr
 
 
 # --- production: keys from the issuer's JWKS URL -------------------------------------------

@@ -264,7 +264,7 @@ def test_retention_command_reads_the_configured_period(tmp_path: Path, monkeypat
     audit = EventStore(url, table=AUDIT_TABLE)
     audit.record_many([access(0, when=utc_now() - timedelta(days=3650)), access(1)])
     audit.close()
-    assert retention.main([]) == 2  # retention_days: 365 in conf/base/parameters_serving.yml
+    assert retention.purge() == 2  # retention_days: 365 in conf/base/parameters_serving.yml
     assert len(read_events(url)) == 1
     assert list(audit_rows(url)["subject"]) == ["advisor-1"]
 

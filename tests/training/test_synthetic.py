@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from click.testing import CliRunner
 from sklearn.metrics import roc_auc_score
 
+from credit_scoring.cli import cli
 from credit_scoring.config.synthetic import SyntheticParams
-from credit_scoring.training.synthetic import DAYS_EMPLOYED_SENTINEL, generate, main
+from credit_scoring.training.synthetic import DAYS_EMPLOYED_SENTINEL, generate
 
 # Columns of Kaggle's application_train.csv / bureau.csv that the generator writes.
 HOME_CREDIT_APPLICATION_COLUMNS = {
@@ -121,7 +123,9 @@ def test_drift_shifts_the_population():
 
 
 def test_command_line_writes_the_kaggle_file_names(tmp_path):
-    main(["--n-applications", "200", "--output-dir", str(tmp_path)])
+    command = ["generate-data", "--n-applications", "200", "--output-dir", str(tmp_path)]
+    result = CliRunner().invoke(cli, command)
+    assert result.exit_code == 0, result.output
     written = sorted(p.name for p in tmp_path.iterdir())
     assert written == ["application_train.csv", "bureau.csv", "true_default_probability.csv"]
     assert len(pd.read_csv(tmp_path / "application_train.csv")) >= 200

@@ -14,9 +14,7 @@ closes the "public key used as HMAC secret" confusion) and hold a role in ``role
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -264,23 +262,3 @@ def bearer(token: str | None = None, subject: str = "scoring-client") -> dict[st
     if not token:
         token = mint_development_token(subject, ["scoring"])
     return {"Authorization": f"Bearer {token}"}
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description="Print a short-lived development token for the scoring API (make token)."
-    )
-    parser.add_argument("--role", action="append", choices=ROLES, required=True)
-    parser.add_argument("--sub", required=True, help="who the token speaks for")
-    parser.add_argument("--minutes", type=int, default=None)
-    args = parser.parse_args(argv)
-    try:
-        print(mint_development_token(args.sub, args.role, minutes=args.minutes))
-    except ValueError as exc:
-        print(f"make token: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -8,7 +8,7 @@ outcomes, runs the pipeline again, and follows the alert: pending -> firing -> d
 the trigger -> retraining started -> gate decision -> the new version serving. Each step is
 printed with its time. Everything it started is stopped on exit, Ctrl-C included.
 
-    python -m credit_scoring.devtools.demo [--keep] [--workdir DIR] [--train-rows N] ...
+    credit-scoring monitoring-demo [--keep] [--workdir DIR] [--train-rows N] ...
 
 The integration test (tests/integration/test_monitoring_loop.py) drives the same class with
 smaller sizes and asserts on each step.
@@ -16,7 +16,6 @@ smaller sizes and asserts on each step.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -41,6 +40,8 @@ from credit_scoring.devtools.sandbox import make_project_copy, quick_training
 
 MONITORING = PROJECT_ROOT / "monitoring"
 BINARIES = ("prometheus", "prometheus-alertmanager", "prometheus-pushgateway")
+# The project's commands, run by this interpreter (a console script may not be on PATH)
+CLI = [sys.executable, "-m", "credit_scoring.cli"]
 
 
 @dataclass
@@ -152,13 +153,7 @@ class Demo:
         monitoring.write_text(yaml.safe_dump(params, sort_keys=False))
 
     def generate(self, drift: bool, seed: int) -> None:
-        command = [
-            sys.executable,
-            "-m",
-            "credit_scoring.training.synthetic",
-            "--n-applications",
-            str(self.sizes.train_rows),
-        ]
+        command = [*CLI, "generate-data", "--n-applications", str(self.sizes.train_rows)]
         command += ["--seed", str(seed), "--output-dir", str(self.project / "data/01_raw")]
         self.run(
             [*command, *(["--drift"] if drift else [])],
@@ -170,7 +165,7 @@ class Demo:
 
     def build(self) -> str:
         out = self.run(
-            [sys.executable, "-m", "credit_scoring.ops.packaging", "--project", str(self.project)],
+            [*CLI, "build", "--project", str(self.project)],
             "build",  # UV (how to call uv, for the bento's locked requirements) is inherited
         )
         return out.strip().splitlines()[-1]
@@ -286,13 +281,7 @@ class Demo:
         )
         self.spawn(
             "trigger",
-            [
-                sys.executable,
-                "-m",
-                "credit_scoring.monitoring.trigger",
-                "--port",
-                str(self.ports["trigger"]),
-            ],
+            [*CLI, "trigger", "--port", str(self.ports["trigger"])],
             CREDIT_SCORING_TRIGGER_TOKEN=self.token,
             CREDIT_SCORING_TRIGGER_PROJECT_DIR=str(self.project),
             CREDIT_SCORING_TRIGGER_COOLDOWN_SECONDS=str(self.sizes.cooldown_seconds),
@@ -347,13 +336,7 @@ class Demo:
     # --- the loop -----------------------------------------------------------------------
 
     def traffic(self, requests: int, drift: bool, seed: int) -> str:
-        command = [
-            sys.executable,
-            "-m",
-            "credit_scoring.devtools.simulate",
-            "--project",
-            str(self.project),
-        ]
+        command = [*CLI, "simulate", "--project", str(self.project)]
         command += [
             "traffic",
             "--url",
@@ -370,14 +353,7 @@ class Demo:
         return out.strip().splitlines()[-1]
 
     def outcomes(self) -> str:
-        command = [
-            sys.executable,
-            "-m",
-            "credit_scoring.devtools.simulate",
-            "--project",
-            str(self.project),
-            "outcomes",
-        ]
+        command = [*CLI, "simulate", "--project", str(self.project), "outcomes"]
         return self.run(command, "outcomes").strip().splitlines()[-1]
 
     def monitor(self) -> dict[str, Any]:
@@ -560,15 +536,14 @@ def running(demo: Demo) -> Iterator[Demo]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", type=Path, default=None, help="default: a temporary folder")
-    parser.add_argument(
-        "--keep", action="store_true", help="keep the folder (logs, data) at the end"
-    )
-    parser.add_argument("--train-rows", type=int, default=Sizes.train_rows)
-    parser.add_argument("--requests", type=int, default=Sizes.normal_requests, help="per phase")
-    args = parser.parse_args(argv)
+def run_demo(
+    workdir: Path | None = None,
+    keep: bool = False,
+    train_rows: int = Sizes.train_rows,
+    requests: int = Sizes.normal_requests,
+) -> int:
+    """Run the whole loop in ``workdir`` (default: a temporary folder, removed after a
+    success unless ``keep``), ``requests`` per phase. Returns the exit code."""
     missing = missing_binaries()
     if missing:
         print(
@@ -577,13 +552,13 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="credit-scoring-demo-"))
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="credit-scoring-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     sizes = Sizes(
-        train_rows=args.train_rows,
-        normal_requests=args.requests,
-        drifted_requests=args.requests,
-        window=args.requests,
+        train_rows=train_rows,
+        normal_requests=requests,
+        drifted_requests=requests,
+        window=requests,
     )
     demo = Demo(workdir, sizes)
     print(f"Monitoring demo in {workdir} (logs in {workdir / 'logs'}); Ctrl-C stops everything.")
@@ -603,12 +578,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nThe demo stopped: {exc}", file=sys.stderr)
         code = 1
     finally:
-        if not args.keep and code == 0:
+        if not keep and code == 0:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
             print(f"Logs and data kept in {workdir}")
     return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

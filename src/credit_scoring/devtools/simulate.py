@@ -1,8 +1,8 @@
 """Simulated production: traffic to a running scoring service, then the loans' outcomes.
 
-    python -m credit_scoring.devtools.simulate traffic --requests 2000          # normal
-    python -m credit_scoring.devtools.simulate traffic --requests 2000 --drift  # drifted
-    python -m credit_scoring.devtools.simulate outcomes                         # labels
+    credit-scoring simulate traffic --requests 2000          # normal
+    credit-scoring simulate traffic --requests 2000 --drift  # drifted
+    credit-scoring simulate outcomes                         # labels
 
 ``traffic`` draws applicants from the synthetic generator (``--drift``: its shifted
 population), builds each request as the API expects it (the contract's columns and the
@@ -15,7 +15,6 @@ file, as the loan system would months later, and loads it (``monitoring.outcomes
 
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
 import time
@@ -112,48 +111,47 @@ def write_outcomes(truth_path: Path, out_dir: Path, share: float, seed: int) -> 
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--project", type=Path, default=Path.cwd())
-    sub = parser.add_subparsers(dest="command", required=True)
-    traffic = sub.add_parser("traffic", help="send generated applications to /predict")
-    traffic.add_argument("--url", default="http://127.0.0.1:3000")
-    traffic.add_argument("--requests", type=int, default=2000)
-    traffic.add_argument("--seed", type=int, default=None, help="default: a new one each time")
-    traffic.add_argument("--drift", action="store_true", help="the shifted population")
-    traffic.add_argument("--concurrency", type=int, default=8)
-    outcomes = sub.add_parser("outcomes", help="outcomes of the simulated requests, loaded")
-    outcomes.add_argument("--share", type=float, default=1.0, help="share of requests labelled")
-    outcomes.add_argument("--seed", type=int, default=0)
-    outcomes.add_argument("--database-url", default=None)
-    args = parser.parse_args(argv)
-    project = args.project.resolve()
-    if args.command == "traffic":
-        seed = args.seed if args.seed is not None else int(time.time()) % 100_000
-        records, truth = population(project, args.requests, seed, args.drift)
-        started = time.perf_counter()
-        answered, counts = send(args.url, records, truth, args.concurrency)
-        elapsed = time.perf_counter() - started
-        append_truth(project / TRUTH_FILE, answered)
-        kind = "drifted" if args.drift else "normal"
-        print(
-            f"{len(records)} {kind} applications sent in {elapsed:.1f} s "
-            f"({len(records) / max(elapsed, 1e-9):.0f}/s): "
-            + ", ".join(f"{k}: {v}" for k, v in counts.most_common())
-        )
-        return 0 if counts["200"] else 1
+def simulate_traffic(
+    project: Path,
+    url: str = "http://127.0.0.1:3000",
+    requests: int = 2000,
+    seed: int | None = None,
+    drift: bool = False,
+    concurrency: int = 8,
+) -> int:
+    """Send ``requests`` applications of the generator's population (``drift``: the shifted
+    one; ``seed``: default a new one each time) to ``url`` and keep their true outcomes in
+    ``project``. Returns the exit code (1: no request was answered)."""
+    project = project.resolve()
+    seed = seed if seed is not None else int(time.time()) % 100_000
+    records, truth = population(project, requests, seed, drift)
+    started = time.perf_counter()
+    answered, counts = send(url, records, truth, concurrency)
+    elapsed = time.perf_counter() - started
+    append_truth(project / TRUTH_FILE, answered)
+    kind = "drifted" if drift else "normal"
+    print(
+        f"{len(records)} {kind} applications sent in {elapsed:.1f} s "
+        f"({len(records) / max(elapsed, 1e-9):.0f}/s): "
+        + ", ".join(f"{k}: {v}" for k, v in counts.most_common())
+    )
+    return 0 if counts["200"] else 1
+
+
+def simulate_outcomes(
+    project: Path, share: float = 1.0, seed: int = 0, url: str | None = None
+) -> int:
+    """Write the outcomes of a ``share`` of the simulated requests of ``project`` and load
+    them into database ``url`` (default: the project's). Returns the exit code (2: no
+    traffic was sent)."""
     from credit_scoring.monitoring.outcomes import load_file
 
+    project = project.resolve()
     truth_path = project / TRUTH_FILE
     if not truth_path.exists():
         print(f"No {TRUTH_FILE}: send traffic first (make simulate-traffic).", file=sys.stderr)
         return 2
-    path = write_outcomes(truth_path, project / OUTCOMES_DIR, args.share, args.seed)
-    url = args.database_url or database_url(project)
-    total, new = load_file(path, url)
+    path = write_outcomes(truth_path, project / OUTCOMES_DIR, share, seed)
+    total, new = load_file(path, url or database_url(project))
     print(f"Wrote {path} ({total} outcomes) and loaded it: {new} new.")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

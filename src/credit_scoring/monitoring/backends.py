@@ -1,8 +1,8 @@
 """Where a retraining runs: a local subprocess, a Kubernetes Job, or a GitHub workflow.
 
-- ``local`` (the default): ``python -m credit_scoring.monitoring.retrain`` in the project
-  folder, a child process of the trigger. It runs the ``retraining`` pipeline (the training
-  pipelines on the newest data snapshot, ending at the registry gate) and records the result.
+- ``local`` (the default): ``credit-scoring retrain`` in the project folder, a child
+  process of the trigger. It runs the ``retraining`` pipeline (the training pipelines on the
+  newest data snapshot, ending at the registry gate) and records the result.
 - ``kubernetes``: a Job made from ``deploy/k8s/base/retrain-job.yaml`` (name, labels and the
   retrain id filled in), created through the official Python client, in-cluster
   credentials first, else the kubeconfig.
@@ -60,7 +60,8 @@ class LocalBackend:
         command = self.command or [
             sys.executable,
             "-m",
-            "credit_scoring.monitoring.retrain",
+            "credit_scoring.cli",
+            "retrain",
             "--project",
             str(self.project),
             "--retrain-id",

@@ -1,6 +1,6 @@
 """Load delayed labels (loan outcomes) into the serving database.
 
-    python -m credit_scoring.monitoring.outcomes outcomes.csv
+    credit-scoring load-outcomes outcomes.csv
 
 The CSV has a header and one row per outcome:
 
@@ -16,7 +16,6 @@ nothing). The database is ``CREDIT_SCORING_DATABASE_URL``, else the project's SQ
 
 from __future__ import annotations
 
-import argparse
 import csv
 import re
 import sys
@@ -139,20 +138,14 @@ def load_file(path: Path, url: str) -> tuple[int, int]:
     return len(rows), insert_outcomes(url, rows)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("file", type=Path, help="CSV of outcomes (see the module's help)")
-    parser.add_argument("--database-url", default=None, help="default: the project's database")
-    args = parser.parse_args(argv)
-    url = args.database_url or database_url(Path.cwd())
+def load_and_report(path: Path, url: str | None = None) -> int:
+    """Load ``path`` into database ``url`` (default: the project's) and say how many rows
+    were new. Returns the exit code (2: the file is missing or wrong, nothing loaded)."""
+    url = url or database_url(Path.cwd())
     try:
-        total, new = load_file(args.file, url)
+        total, new = load_file(path, url)
     except (OutcomesError, FileNotFoundError) as exc:
         print(exc, file=sys.stderr)
         return 2
-    print(f"{total} outcome(s) in {args.file}: {new} new, {total - new} already loaded.")
+    print(f"{total} outcome(s) in {path}: {new} new, {total - new} already loaded.")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """One retraining, as the local backend of the retrain trigger runs it (or a person, by hand).
 
-    python -m credit_scoring.monitoring.retrain --project . --retrain-id ID
+    credit-scoring retrain --project . --retrain-id ID
 
 Runs ``kedro run --pipeline retraining`` in the project (the training pipelines on the
 newest data snapshot, ending at the registry gate, where the challenger and the champion are
@@ -11,7 +11,6 @@ MLflow run with the retrain id. Exit code 0 if the pipeline succeeded (promoted 
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import subprocess
@@ -36,54 +35,51 @@ def newest_version(tracking_uri: str, model_name: str) -> tuple[str | None, dict
     return str(newest.version), dict(newest.tags or {})
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--project", type=Path, default=Path.cwd())
-    parser.add_argument("--retrain-id", required=True)
-    parser.add_argument("--model-name", default="credit_scoring")
-    parser.add_argument("--pipeline", default="retraining")
-    parser.add_argument("--kedro-args", default="", help="extra arguments for kedro run")
-    args = parser.parse_args(argv)
+def retrain(
+    retrain_id: str,
+    project: Path | None = None,
+    model_name: str = "credit_scoring",
+    pipeline: str = "retraining",
+    kedro_args: str = "",
+) -> int:
+    """Run the retraining ``retrain_id`` in ``project`` (default: the working directory) and
+    record its result. Returns the exit code (0: the pipeline succeeded, promoted or not)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(levelname)s] %(message)s")
     from credit_scoring.monitoring.decisions import DecisionStore
 
-    project = args.project.resolve()
+    project = (project or Path.cwd()).resolve()
     store = DecisionStore(os.environ.get("CREDIT_SCORING_DATABASE_URL") or database_url(project))
     tracking = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project / 'mlflow.db'}"
-    before, _ = newest_version(tracking, args.model_name)
-    store.run_started(args.retrain_id, args.model_name, "local")
+    before, _ = newest_version(tracking, model_name)
+    store.run_started(retrain_id, model_name, "local")
     started = time.monotonic()
-    command = [sys.executable, "-m", "kedro", "run", "--pipelines", args.pipeline]
-    command += args.kedro_args.split()
-    logger.info("Retraining %s: %s", args.retrain_id, " ".join(command))
+    command = [sys.executable, "-m", "kedro", "run", "--pipelines", pipeline]
+    command += kedro_args.split()
+    logger.info("Retraining %s: %s", retrain_id, " ".join(command))
     result = subprocess.run(command, cwd=project, check=False)
     elapsed = time.monotonic() - started
-    version, tags = newest_version(tracking, args.model_name)
+    version, tags = newest_version(tracking, model_name)
     if result.returncode != 0 or version is None or version == before:
         detail = f"kedro run exited with {result.returncode} after {elapsed:.0f} s"
-        store.run_finished(args.retrain_id, "failed", detail=detail)
-        logger.error("Retraining %s failed: %s", args.retrain_id, detail)
+        store.run_finished(retrain_id, "failed", detail=detail)
+        logger.error("Retraining %s failed: %s", retrain_id, detail)
         store.close()
         return result.returncode or 1
     gate = tags.get("gate.decision", "unknown")
     detail = f"v{version} {gate} in {elapsed:.0f} s: {tags.get('gate.reasons', '')}"[:4000]
     store.run_finished(
-        args.retrain_id, "succeeded", model_version=version, gate_decision=gate, detail=detail
+        retrain_id, "succeeded", model_version=version, gate_decision=gate, detail=detail
     )
     try:
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(tracking_uri=tracking, registry_uri=tracking)
-        run_id = client.get_model_version(args.model_name, version).run_id
+        run_id = client.get_model_version(model_name, version).run_id
         if run_id:
-            client.set_tag(run_id, "retrain_id", args.retrain_id)
-        client.set_model_version_tag(args.model_name, version, "retrain_id", args.retrain_id)
+            client.set_tag(run_id, "retrain_id", retrain_id)
+        client.set_model_version_tag(model_name, version, "retrain_id", retrain_id)
     except Exception as exc:  # the tags are a convenience; the result is already recorded
         logger.warning("Could not tag the run with the retrain id: %s", exc)
-    logger.info("Retraining %s: %s", args.retrain_id, detail)
+    logger.info("Retraining %s: %s", retrain_id, detail)
     store.close()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """The retrain trigger: Alertmanager's webhook receiver that starts retraining, once.
 
-    python -m credit_scoring.monitoring.trigger --host 127.0.0.1 --port 8095
+    credit-scoring trigger --host 127.0.0.1 --port 8095
 
 ``POST /alerts`` takes Alertmanager's webhook (payload version 4) with a shared bearer
 token. A payload that is not Alertmanager's gets a 4xx with the field at fault and starts
@@ -17,11 +17,9 @@ unless ``CREDIT_SCORING_ENVIRONMENT`` is ``development`` (the default).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hmac
 import logging
-import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -286,13 +284,10 @@ def make_backend(settings: TriggerSettings, url: str) -> Backend:
     return LocalBackend(project=settings.project_dir.resolve(), database_url=url)
 
 
-def main(argv: list[str] | None = None) -> int:
+def serve(host: str = "127.0.0.1", port: int = 8095) -> None:
+    """Serve the trigger on ``host:port`` until stopped, with the environment's settings."""
     import uvicorn
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8095)
-    args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s [%(levelname)s] %(name)s: %(message)s"
     )
@@ -308,15 +303,10 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(settings, make_backend(settings, url), store)
     logger.info(
         "Retrain trigger on http://%s:%d (backend %s, cooldown %.0f s)",
-        args.host,
-        args.port,
+        host,
+        port,
         settings.backend,
         settings.cooldown_seconds,
     )
-    uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="warning")
+    uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")
     store.close()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

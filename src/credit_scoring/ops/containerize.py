@@ -1,4 +1,4 @@
-"""Build the scoring service's image from a bento: ``python -m credit_scoring.ops.containerize``.
+"""Build the scoring service's image from a bento: ``credit-scoring image-service``.
 
 What ``make image-service`` runs, locally and in the deploy workflow. The build context is
 the bento (its code, OpenAPI and the requirements exported from ``uv.lock``) plus the models
@@ -10,7 +10,6 @@ trained it and the hash of its training data, so any image leads back to the run
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -100,33 +99,21 @@ def build_command(
     return [*command, str(context)]
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bento", default="credit_scoring:latest", help="bento to package")
-    parser.add_argument(
-        "--repository",
-        default="credit-scoring-service",
-        help="image name without tag, e.g. ghcr.io/<owner>/credit-scoring-service",
-    )
-    parser.add_argument("--base-image", default=None, help="FROM image (default: the Dockerfile's)")
-    parser.add_argument(
-        "--ca-bundle",
-        type=Path,
-        default=None,
-        help="CA bundle of a TLS-intercepting proxy, passed as a build secret (never stored)",
-    )
-    args = parser.parse_args(argv)
+def build_image(
+    bento_tag: str = "credit_scoring:latest",
+    repository: str = "credit-scoring-service",
+    base_image: str | None = None,
+    ca_bundle: Path | None = None,
+) -> str:
+    """Build the image of bento ``bento_tag`` as ``repository:<tags>`` (``FROM base_image``
+    if given; ``ca_bundle`` as a build secret, never stored). Returns its first tag."""
     docker = docker_client()
     commit = git_commit() or os.environ.get(GIT_COMMIT_ENV) or "unknown"
     with tempfile.TemporaryDirectory(prefix="service-image-") as folder:
-        bento, spec = build_context(args.bento, Path(folder))
-        tags = image_tags(args.repository, spec, commit)
+        bento, spec = build_context(bento_tag, Path(folder))
+        tags = image_tags(repository, spec, commit)
         command = build_command(
-            docker, Path(folder), tags, labels(bento, spec, commit), args.base_image, args.ca_bundle
+            docker, Path(folder), tags, labels(bento, spec, commit), base_image, ca_bundle
         )
         subprocess.run(command, check=True, env={**os.environ, "DOCKER_BUILDKIT": "1"})
-    print(tags[0])
-
-
-if __name__ == "__main__":
-    main()
+    return tags[0]

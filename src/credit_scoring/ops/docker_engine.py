@@ -195,39 +195,36 @@ def _debootstrap(tarball: Path) -> None:
         partial.replace(tarball)
 
 
-# --- command line: `make docker-engine`, `make local-base` -----------------------------------
+# --- commands: `make docker-engine`, `make local-base` ----------------------------------------
 
 ENGINE_FOLDER = CACHE_DIR / "docker"  # images built there survive the engine's restarts
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["start", "stop", "base"])
-    args = parser.parse_args(argv)
-    socket = ENGINE_FOLDER / "docker.sock"
-    if args.command == "start":
-        if Engine(host=os.environ.get("DOCKER_HOST")).reachable():
-            print("A Docker engine is already reachable: nothing to start.")
-            return 0
-        if os.geteuid() != 0:
-            print("Starting dockerd needs root.", file=sys.stderr)
-            return 1
-        started = start_private_engine(ENGINE_FOLDER)
-        print(f"dockerd {started.process.pid if started.process else ''} answers on {started.host}")
-        print("The Makefile uses it; elsewhere: export DOCKER_HOST=" + str(started.host))
+def start_shared_engine() -> int:
+    """Start the private engine that the Makefile uses, unless an engine is reachable already.
+    Returns the exit code (1: not root)."""
+    if Engine(host=os.environ.get("DOCKER_HOST")).reachable():
+        print("A Docker engine is already reachable: nothing to start.")
         return 0
-    if args.command == "stop":
-        pidfile = ENGINE_FOLDER / "docker.pid"
-        if pidfile.exists():
-            os.kill(int(pidfile.read_text()), 15)
-            print("dockerd stopped")
-        return 0
-    host = os.environ.get("DOCKER_HOST") or (f"unix://{socket}" if socket.exists() else None)
-    print(local_base_image(Engine(host=host)))
+    if os.geteuid() != 0:
+        print("Starting dockerd needs root.", file=sys.stderr)
+        return 1
+    started = start_private_engine(ENGINE_FOLDER)
+    print(f"dockerd {started.process.pid if started.process else ''} answers on {started.host}")
+    print("The Makefile uses it; elsewhere: export DOCKER_HOST=" + str(started.host))
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def stop_shared_engine() -> None:
+    """Stop the engine that ``start_shared_engine`` started, if it runs."""
+    pidfile = ENGINE_FOLDER / "docker.pid"
+    if pidfile.exists():
+        os.kill(int(pidfile.read_text()), 15)
+        print("dockerd stopped")
+
+
+def shared_base_image() -> str:
+    """The local base image's tag, built if missing, on ``DOCKER_HOST`` or the shared engine."""
+    socket = ENGINE_FOLDER / "docker.sock"
+    host = os.environ.get("DOCKER_HOST") or (f"unix://{socket}" if socket.exists() else None)
+    return local_base_image(Engine(host=host))

@@ -6,16 +6,14 @@ the validated tables, ...), and their parameters are the ``conf/`` files that de
 sections each pipeline reads: nothing here names a table of the worked example. The
 synthetic-data stage is there only while the catalog reads the generator's own files.
 
-    python -m credit_scoring.ops.dvc_stages            # rewrite dvc.yaml (make dvc-stages)
-    python -m credit_scoring.ops.dvc_stages --check    # exit 1 if dvc.yaml is out of date
+    credit-scoring dvc-stages            # rewrite dvc.yaml (make dvc-stages)
+    credit-scoring dvc-stages --check    # exit 1 if dvc.yaml is out of date
 
 A test checks that the committed ``dvc.yaml`` is what this writes.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +27,7 @@ from credit_scoring.pipelines import data_ingestion, data_processing, data_scien
 from credit_scoring.training.synthetic import GENERATED_FILES
 
 HEADER = """\
-# Written by `make dvc-stages` (python -m credit_scoring.ops.dvc_stages) from conf/: edit conf/
+# Written by `make dvc-stages` (credit-scoring dvc-stages) from conf/: edit conf/
 # and regenerate, never this file (a test fails when it is out of date). The stages wrap the
 # Kedro pipelines; dvc.lock (committed) records the exact data, code and parameters behind
 # every output. `make repro` (dvc repro) re-runs what changed.
@@ -124,7 +122,7 @@ def build_stages(env: str | None = None) -> dict[str, Any]:
         synthetic_files = [f for f in ("parameters_synthetic.yml",) if (conf_dirs[0] / f).exists()]
         stages["generate_synthetic_data"] = {
             "desc": "Synthetic raw tables (replace by `dvc add` of your own raw files).",
-            "cmd": "python -m credit_scoring.training.synthetic",
+            "cmd": "credit-scoring generate-data",
             "deps": ["src/credit_scoring/training/synthetic.py"],
             "params": [{_relative(str(conf_dirs[0] / f)): ["synthetic"]} for f in synthetic_files],
             "outs": generated,
@@ -195,23 +193,13 @@ def stale_dependencies(root: Path = PROJECT_ROOT) -> dict[str, list[str]]:
         return stale
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--env", default=None, help="Kedro configuration environment")
-    parser.add_argument("--check", action="store_true", help="fail if dvc.yaml is out of date")
-    parser.add_argument("--output", type=Path, default=PROJECT_ROOT / "dvc.yaml")
-    args = parser.parse_args(argv)
-    text = render(args.env)
-    if args.check:
-        current = args.output.read_text() if args.output.exists() else ""
-        if current != text:
-            print(f"{args.output} is out of date: run `make dvc-stages`.", file=sys.stderr)
-            return 1
-        return 0
-    args.output.write_text(text)
-    print(f"Wrote {args.output}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def write_stages(
+    env: str | None = None, check: bool = False, output: Path = PROJECT_ROOT / "dvc.yaml"
+) -> list[Path]:
+    """Write dvc.yaml; with ``check``, write nothing. Returns the files that were out of
+    date."""
+    text = render(env)
+    stale = [output] if not output.exists() or output.read_text() != text else []
+    if not check and stale:
+        output.write_text(text)
+    return stale

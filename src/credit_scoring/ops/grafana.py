@@ -1,7 +1,7 @@
 """Grafana dashboards as code (grafana-foundation-sdk), exported to monitoring/grafana/.
 
-    python -m credit_scoring.ops.grafana           # write the JSON files
-    python -m credit_scoring.ops.grafana --check   # fail if they differ from the code
+    credit-scoring dashboards           # write the JSON files
+    credit-scoring dashboards --check   # fail if they differ from the code
 
 Edit this file, not the JSON: a test fails when the exported JSON is not what the code
 generates. Every query is plain PromQL over fixed windows (no dashboard variables), so the
@@ -12,9 +12,7 @@ Grafana finds the files through monitoring/grafana/provisioning/ (datasource uid
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -345,18 +343,12 @@ def expressions(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="compare instead of writing")
-    parser.add_argument("--output", type=Path, default=OUTPUT)
-    args = parser.parse_args(argv)
-    files = {args.output / name: render(build()) for name, build in DASHBOARDS.items()}
+def export(check: bool = False, output: Path = OUTPUT) -> int:
+    """Write every dashboard's JSON into ``output``; with ``check``, write nothing and
+    compare. Returns the exit code (1: a file differs)."""
+    files = {output / name: render(build()) for name, build in DASHBOARDS.items()}
     return write_or_check(
         files,
-        args.check,
+        check,
         "edit the code in credit_scoring/ops/grafana.py, then run `make dashboards`",
     )
-
-
-if __name__ == "__main__":
-    sys.exit(main())

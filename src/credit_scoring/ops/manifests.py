@@ -1,4 +1,4 @@
-"""Kubernetes objects generated from ``monitoring/``: ``python -m credit_scoring.ops.manifests``.
+"""Kubernetes objects generated from ``monitoring/``: ``credit-scoring manifests``.
 
 ``monitoring/`` is the one source of the alert rules, the scrape jobs and the dashboards: the
 plain binaries (``make monitoring-demo``) read it directly, and this module turns it into
@@ -17,8 +17,6 @@ the objects the prometheus-operator and Grafana's sidecar read in a cluster, wri
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -131,19 +129,13 @@ def render(monitoring: Path = MONITORING) -> dict[str, str]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="compare instead of writing")
-    parser.add_argument("--output", type=Path, default=OUTPUT)
-    args = parser.parse_args(argv)
-    files = {args.output / name: text for name, text in render().items()}
+def generate(check: bool = False, output: Path = OUTPUT) -> int:
+    """Write the objects into ``output``; with ``check``, write nothing and compare.
+    Returns the exit code (1: a file differs)."""
+    files = {output / name: text for name, text in render().items()}
     return write_or_check(
         files,
-        args.check,
+        check,
         "they are generated from monitoring/: run `make manifests`, after `make dashboards` if "
         "the dashboards' code changed",
     )
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """Bring the champion from the MLflow registry into the BentoML model store, then build.
 
-``python -m credit_scoring.ops.packaging`` (what ``make build`` runs) imports
+``credit-scoring build`` (what ``make build`` runs) imports
 ``models:/<name>@champion`` as the BentoML model ``<name>``: the MLflow model directory
 (native LightGBM file or skops), and ``serving_spec.json`` with the registry version,
 threshold, features, categories and the contract, feature declarations and outlier bounds
@@ -9,7 +9,6 @@ logged by the training run itself. The bento is then built from ``bentofile.yaml
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -201,31 +200,27 @@ def build_bento(model_tag: str, project_root: Path = PROJECT_ROOT) -> str:
     return tag
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--env", default=None, help="Kedro configuration environment")
-    parser.add_argument("--no-build", action="store_true", help="import the model only")
-    parser.add_argument(
-        "--alias",
-        default=CHAMPION,
-        help="registry alias to package (deploy/k8s/overlays/*/release.env: MODEL_ALIAS)",
-    )
-    parser.add_argument(
-        "--project", type=Path, default=PROJECT_ROOT, help="project folder (conf/, data/)"
-    )
-    args = parser.parse_args(argv)
+def package(
+    env: str | None = None,
+    alias: str = CHAMPION,
+    project: Path = PROJECT_ROOT,
+    build: bool = True,
+) -> str | None:
+    """Import the model of registry alias ``alias`` into BentoML, with the project's
+    parameters (Kedro environment ``env``) and data; then build the bento unless ``build`` is
+    false. Returns the bento's tag (None when nothing was built)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    root = args.project.resolve()
+    root = project.resolve()
     tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}"
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI") or tracking_uri)
-    params = project_parameters(args.env, conf_source=root / "conf")
+    params = project_parameters(env, conf_source=root / "conf")
     serving = params.get("serving", {})
     primary = root / "data/03_primary/applications_primary.parquet"
     background = pd.read_parquet(primary) if primary.exists() else None
     bento_model = import_champion(
         params["data_science"]["registry"]["model_name"],
-        alias=args.alias,
+        alias=alias,
         limits=serving.get("limits"),
         background=background,
         fallback={
@@ -234,13 +229,8 @@ def main(argv: list[str] | None = None) -> None:
             "outlier_bounds": _json_or_none(root / "data/06_models/outlier_bounds.json"),
         },
     )
-    if not args.no_build:
-        print(build_bento(str(bento_model.tag)))
+    return build_bento(str(bento_model.tag)) if build else None
 
 
 def _json_or_none(path: Path) -> Any | None:
     return json.loads(path.read_text()) if path.exists() else None
-
-
-if __name__ == "__main__":
-    main()

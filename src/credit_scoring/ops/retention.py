@@ -1,7 +1,7 @@
 """Delete prediction events, loan outcomes and access audit records older than their
 retention periods (GDPR storage limitation).
 
-``python -m credit_scoring.ops.retention`` (``make purge-events``) reads
+``credit-scoring purge-events`` (``make purge-events``) reads
 ``serving.events.retention_days`` and ``serving.audit.retention_days`` from the project's
 parameters, or ``--days`` (both), and the
 database from ``CREDIT_SCORING_DATABASE_URL``. Run it daily (a cron job or a Kubernetes
@@ -10,7 +10,6 @@ CronJob); it prints how many events and outcomes it deleted.
 
 from __future__ import annotations
 
-import argparse
 import logging
 
 from credit_scoring.config.loader import PROJECT_ROOT, project_parameters
@@ -23,14 +22,12 @@ from credit_scoring.storage.schema import AUDIT_TABLE
 logger = logging.getLogger(__name__)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--days", type=int, default=None, help="override retention_days")
-    parser.add_argument("--env", default=None, help="Kedro configuration environment")
-    args = parser.parse_args(argv)
-    days = audit_days = args.days
+def purge(days: int | None = None, env: str | None = None) -> int:
+    """Delete what is past its retention period: ``days`` for all three tables, else the
+    configured periods (Kedro environment ``env``). Returns how many rows were deleted."""
+    audit_days = days
     if days is None:
-        serving = ServingConfig.model_validate(project_parameters(args.env).get("serving", {}))
+        serving = ServingConfig.model_validate(project_parameters(env).get("serving", {}))
         days, audit_days = serving.events.retention_days, serving.audit.retention_days
     assert audit_days is not None
     url = database_url(PROJECT_ROOT)
@@ -42,7 +39,3 @@ def main(argv: list[str] | None = None) -> int:
         f"{days} day(s), and {audited} access audit record(s) older than {audit_days} day(s)."
     )
     return deleted + outcomes + audited
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,4 @@
-"""Smoke test of a deployed scoring API: ``python -m credit_scoring.ops.smoke --url URL``.
+"""Smoke test of a deployed scoring API: ``credit-scoring smoke --url URL``.
 
 What the deploy workflow runs after each rollout (through ``kubectl port-forward``), and
 what anyone can run against ``make serve``: ``/readyz`` answers 200, and one application of
@@ -9,7 +9,6 @@ needs a real token: ``CREDIT_SCORING_API_TOKEN`` (see docs/deploy.md).
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -58,18 +57,11 @@ def check(
         return problems
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", default="http://127.0.0.1:3000")
-    parser.add_argument("--wait", type=float, default=60, help="seconds to wait for /readyz")
-    args = parser.parse_args(argv)
-    problems = check(args.url.rstrip("/"), wait_seconds=args.wait)
+def smoke(url: str = "http://127.0.0.1:3000", wait_seconds: float = 60) -> int:
+    """Check the API at ``url`` and print the verdict; returns the exit code (1: a problem)."""
+    problems = check(url.rstrip("/"), wait_seconds=wait_seconds)
     for problem in problems:
         print(f"smoke test failed: {problem}", file=sys.stderr)
     if not problems:
-        print(f"smoke test passed: {args.url} is ready and scores an application")
+        print(f"smoke test passed: {url} is ready and scores an application")
     return 1 if problems else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,7 +11,6 @@ manager sends to the whole process group: it stops when its worker has stopped, 
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import select
@@ -151,16 +150,17 @@ def _stale(path: Path, seconds: float) -> bool:
         return False
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--journal-dir", type=Path, required=True)
-    parser.add_argument("--control-fd", type=int, required=True)
-    parser.add_argument("--owner", type=int, required=True, help="pid of the worker")
-    parser.add_argument("--batch-size", type=int, default=500)
-    parser.add_argument("--flush-seconds", type=float, default=0.2)
-    parser.add_argument("--adopt-seconds", type=float, default=5.0)
-    parser.add_argument("--table", choices=sorted(TABLES), default=EVENTS_TABLE)
-    args = parser.parse_args(argv)
+def ship(
+    journal_dir: Path,
+    control_fd: int,
+    owner: int,
+    batch_size: int = 500,
+    flush_seconds: float = 0.2,
+    adopt_seconds: float = 5.0,
+    table: str = EVENTS_TABLE,
+) -> int:
+    """Ship worker ``owner``'s journals in ``journal_dir`` until end of file on
+    ``control_fd``; returns the exit code (1: events left in the journal)."""
     os.nice(NICENESS)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -169,15 +169,15 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s [%(levelname)s] [event-shipper:%(process)d] %(message)s",
     )
     url = os.environ.pop(SHIPPER_URL_ENV)
-    shipper = Shipper(args.journal_dir, args.owner, url, args.batch_size, args.table)
+    shipper = Shipper(journal_dir, owner, url, batch_size, table)
     next_adoption = 0.0
     while True:
-        readable, _, _ = select.select([args.control_fd], [], [], args.flush_seconds)
+        readable, _, _ = select.select([control_fd], [], [], flush_seconds)
         stopped = bool(readable)
-        died = stopped and os.read(args.control_fd, 1) != CLEAN_STOP
+        died = stopped and os.read(control_fd, 1) != CLEAN_STOP
         adopt = stopped or time.monotonic() >= next_adoption
         if adopt:
-            next_adoption = time.monotonic() + args.adopt_seconds
+            next_adoption = time.monotonic() + adopt_seconds
         done = shipper.tick(adopt, worker_died=died)
         if not stopped:
             continue
@@ -190,11 +190,25 @@ def main(argv: list[str] | None = None) -> int:
             logger.error(
                 "Prediction events not yet in the database are kept in %s; the next start of "
                 "the service ships them",
-                args.journal_dir,
+                journal_dir,
             )
         shipper.engine.dispose()
         return 0 if done else 1
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Spawned by EventStore as `python -m`; the bento ships no cli.py, so its command is here.
+    import click
+
+    @click.command(help=__doc__.splitlines()[0])
+    @click.option("--journal-dir", type=click.Path(path_type=Path), required=True)
+    @click.option("--control-fd", type=int, required=True)
+    @click.option("--owner", type=int, required=True, help="pid of the worker")
+    @click.option("--batch-size", type=int, default=500)
+    @click.option("--flush-seconds", type=float, default=0.2)
+    @click.option("--adopt-seconds", type=float, default=5.0)
+    @click.option("--table", type=click.Choice(sorted(TABLES)), default=EVENTS_TABLE)
+    def command(**options: Any) -> None:
+        raise SystemExit(ship(**options))
+
+    command()

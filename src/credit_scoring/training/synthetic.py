@@ -22,13 +22,12 @@ a changed risk relation (``DRIFT_WEIGHTS``: the external score 3 lost most of it
 revolving loans and high annuities default more), so a model trained before the drift ranks
 the new population worse than one retrained on it: what the monitoring loop must catch.
 
-    python -m credit_scoring.training.synthetic                     # conf/base/parameters_synthetic.yml
-    python -m credit_scoring.training.synthetic --n-applications 307511 --output-dir data/01_raw
+    credit-scoring generate-data                     # conf/base/parameters_synthetic.yml
+    credit-scoring generate-data --n-applications 307511 --output-dir data/01_raw
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 from typing import Any
@@ -421,26 +420,26 @@ def load_params(path: Path = PARAMS_FILE, **overrides: Any) -> SyntheticParams:
     return SyntheticParams.model_validate(raw)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--params", type=Path, default=PARAMS_FILE)
-    parser.add_argument("--n-applications", type=int)
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--output-dir")
-    parser.add_argument("--drift", action="store_true", default=None)
-    args = parser.parse_args(argv)
+def generate_data(
+    params_file: Path = PARAMS_FILE,
+    n_applications: int | None = None,
+    seed: int | None = None,
+    output_dir: str | Path | None = None,
+    drift: bool | None = None,
+) -> list[Path]:
+    """Generate the tables of ``params_file`` (each argument given overrides its key) and
+    write them; returns the paths written."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     params = load_params(
-        args.params,
-        n_applications=args.n_applications,
-        seed=args.seed,
-        output_dir=args.output_dir,
-        drift=args.drift,
+        params_file,
+        n_applications=n_applications,
+        seed=seed,
+        output_dir=None if output_dir is None else str(output_dir),
+        drift=drift,
     )
     tables = generate(params)
-    for path in write(tables, params.output_dir):
+    paths = write(tables, params.output_dir)
+    for path in paths:
         logger.info("wrote %s", path)
     apps = tables["application_train"]
     logger.info(
@@ -449,6 +448,7 @@ def main(argv: list[str] | None = None) -> None:
         len(tables["bureau"]),
         apps["TARGET"].mean(),
     )
+    return paths
 
 
 def population(
@@ -484,7 +484,3 @@ def population(
     columns = [*contract.columns, *aggregate_columns(spec)]
     target = contract.target.column if contract.target else "TARGET"
     return json_records(apps, columns), apps[target].to_numpy()
-
-
-if __name__ == "__main__":
-    main()
