@@ -31,6 +31,17 @@ os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 TEST_KEY = "test-key-0123456789abcdef0123456789abcdef"
 pytest_plugins = ["tests.serving_fixtures"]
 
+# A test that needs the trained project (a real `kedro run`), a throw-away project to run
+# Kedro in, a bento or a running server is an integration test, whether or not its module
+# says so: `make test-fast` (-m "not integration") must train nothing.
+INTEGRATION_FIXTURES = frozenset({"trained_project", "project_copy", "bento", "api_server"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
 
 @pytest.fixture(scope="session")
 def parameters() -> dict[str, Any]:

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from fnmatch import fnmatch
+from pathlib import Path
+
+import grimp
 import yaml
 
 from credit_scoring.config.loader import PROJECT_ROOT
-from credit_scoring.ops.dvc_stages import build_stages, render, stale_dependencies
+from credit_scoring.ops.dvc_stages import (
+    TRAIN_WORKFLOW,
+    build_stages,
+    render,
+    stale_dependencies,
+    write_stages,
+)
 
 
 def test_the_committed_dvc_yaml_is_what_conf_gives():
@@ -47,10 +59,8 @@ def test_dvc_lock_is_true_to_the_code_and_parameters_of_every_stage():
     assert not stale, f"dvc.lock is out of date: run `make repro` and commit it. {stale}"
 
 
-def test_a_changed_stage_dependency_is_reported(tmp_path):
-    import shutil
-    import subprocess
-
+def _repo_copy(tmp_path: Path) -> Path:
+    """The files DVC reads (stages, lock, code, conf) in a throw-away git repository."""
     copy = tmp_path / "repo"
     files = subprocess.run(
         ["git", "ls-files", "dvc.yaml", "dvc.lock", ".dvc", ".dvcignore", "src", "conf"],
@@ -60,9 +70,15 @@ def test_a_changed_stage_dependency_is_reported(tmp_path):
         check=True,
     ).stdout.split()
     for name in files:
-        (copy / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(PROJECT_ROOT / name, copy / name)
+        if (PROJECT_ROOT / name).exists():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(PROJECT_ROOT / name, copy / name)
     subprocess.run(["git", "init", "-q"], cwd=copy, check=True)
+    return copy
+
+
+def test_a_changed_stage_dependency_is_reported(tmp_path):
+    copy = _repo_copy(tmp_path)
     before = stale_dependencies(copy)  # what the working tree already changed, if anything
     (copy / "src/credit_scoring/core/contract.py").write_text("# changed\n", encoding="utf-8")
     params = copy / "conf/base/parameters_synthetic.yml"
@@ -76,3 +92,45 @@ def test_a_changed_stage_dependency_is_reported(tmp_path):
     }
     assert stale != before
     assert stale["generate_synthetic_data"] == ["conf/base/parameters_synthetic.yml (synthetic)"]
+
+
+def _imported_only_indirectly(module: str) -> list[str]:
+    graph = grimp.build_graph("credit_scoring", cache_dir=None)
+    direct = graph.find_modules_directly_imported_by(module)
+    return sorted(
+        m
+        for m in graph.find_upstream_modules(module) - direct
+        if not graph.find_children(m)  # a module, not a package
+    )
+
+
+def test_a_module_the_training_nodes_import_only_indirectly_makes_training_stale(tmp_path):
+    """The imputers are imported by the modeling module, not by the training nodes; the model
+    pipeline re-fits them. Editing them must make `dvc repro` retrain, even when the processed
+    table comes out identical (a hand-kept list of code dependencies once missed this)."""
+    indirect = _imported_only_indirectly("credit_scoring.pipelines.data_science.nodes")
+    assert "credit_scoring.training.imputation" in indirect
+    copy = _repo_copy(tmp_path)
+    module = copy / "src/credit_scoring/training/imputation.py"
+    module.write_text(module.read_text() + "\n# changed\n", encoding="utf-8")
+    assert "data_science" in stale_dependencies(copy)
+
+
+def test_every_stage_lists_the_whole_import_closure_of_its_pipeline():
+    stages = build_stages()["stages"]
+    for name in ("data_ingestion", "data_processing", "data_science"):
+        deps = stages[name]["deps"]
+        for module in _imported_only_indirectly(f"credit_scoring.pipelines.{name}.nodes"):
+            path = "src/" + module.replace(".", "/") + ".py"
+            assert any(path == d or path.startswith(d + "/") for d in deps), (name, path)
+    synthetic = stages["generate_synthetic_data"]["deps"]
+    assert "src/credit_scoring/training/modeling.py" not in synthetic  # only what it imports
+
+
+def test_the_training_workflow_starts_on_every_stages_code():
+    workflow = yaml.safe_load(TRAIN_WORKFLOW.read_text())
+    paths = workflow[True]["push"]["paths"]  # YAML 1.1 reads the key `on` as True
+    code = {d for s in build_stages()["stages"].values() for d in s["deps"] if d.startswith("src/")}
+    for dep in code:
+        assert any(fnmatch(dep, p.removesuffix("/**") + "*") or dep == p for p in paths), dep
+    assert write_stages(check=True) == [], "run `make dvc-stages`"

@@ -219,11 +219,13 @@ def test_service_image_is_small_non_root_and_carries_its_lineage(
     assert not any("SSL_CERT_FILE" in e or "/run/secrets" in e for e in config["Env"])
     listing = docker.run(
         "run", "--rm", "--network", "host", "--entrypoint", "sh", service_image, "-c",
-        "ls -A /run/secrets 2>/dev/null; id -u; python -c 'import kedro' 2>&1 | tail -1",
+        "ls -A /run/secrets 2>/dev/null; id -u; python -c 'import kedro' 2>&1 | tail -1; "
+        "python -c 'import credit_scoring.devtools' 2>&1 | tail -1",
     )  # fmt: skip
     lines = listing.stdout.split("\n")
     assert lines[0] == "10001", listing.stdout  # no secret file left, runs as 10001
     assert "No module named 'kedro'" in listing.stdout  # nothing of training in the image
+    assert "No module named 'credit_scoring.devtools'" in listing.stdout  # nor test tools
 
 
 def test_service_container_scores_a_known_client_from_postgres(
@@ -369,6 +371,12 @@ def test_pipeline_image_runs_kedro_on_mounted_data(
     applications = pd.read_parquet(data / "02_intermediate/applications_validated.parquet")
     assert len(applications) > 300
     assert applications["client_id"].str.fullmatch(r"[0-9a-f]{64}").all()  # pseudonymised
+    # what only tests, benchmarks and demos use is not installed in production
+    probe = docker.run(
+        "run", "--rm", "--network", "host", "--entrypoint", "python", pipeline_image,
+        "-c", "import credit_scoring.devtools",
+    )  # fmt: skip
+    assert probe.returncode != 0 and "No module named 'credit_scoring.devtools'" in probe.stderr
 
 
 def test_pipeline_image_runs_the_retrain_trigger(

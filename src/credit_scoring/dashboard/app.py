@@ -46,7 +46,7 @@ def sign_in(settings: DashboardSettings) -> str:
         st.error(
             "No sign-in is configured. Outside development the dashboard only signs advisors in "
             "through the bank's identity provider: add an [auth] section to "
-            ".streamlit/secrets.toml (see the README)."
+            ".streamlit/secrets.toml (see docs/dashboard.md, 'Sign-in in production')."
         )
         st.stop()
     token = st.session_state.get("token")

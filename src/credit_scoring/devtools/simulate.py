@@ -29,7 +29,7 @@ import pandas as pd
 
 from credit_scoring.auth.tokens import bearer
 from credit_scoring.storage.database import database_url, utc_now
-from credit_scoring.training.synthetic import population
+from credit_scoring.training.applications import population
 
 TRUTH_FILE = "data/09_serving/simulated_truth.csv"
 OUTCOMES_DIR = "data/09_serving/outcomes"

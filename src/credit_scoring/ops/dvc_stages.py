@@ -32,27 +32,50 @@ HEADER = """\
 # Kedro pipelines; dvc.lock (committed) records the exact data, code and parameters behind
 # every output. `make repro` (dvc repro) re-runs what changed.
 """
-# The template's code each stage runs (the same for every fork).
-CODE = {
-    "data_ingestion": [
-        "src/credit_scoring/pipelines/data_ingestion",
-        "src/credit_scoring/core",
-        "src/credit_scoring/training/validation.py",
-        "src/credit_scoring/training/privacy.py",
-    ],
-    "data_processing": [
-        "src/credit_scoring/pipelines/data_processing",
-        "src/credit_scoring/core",
-        "src/credit_scoring/training/imputation.py",
-    ],
-    "data_science": [
-        "src/credit_scoring/pipelines/data_science",
-        "src/credit_scoring/core",
-        "src/credit_scoring/training/modeling.py",
-        "src/credit_scoring/training/registry.py",
-        "src/credit_scoring/training/reporting.py",
-    ],
-}
+# What `kedro run` executes besides a pipeline's own package: the Kedro glue (settings,
+# hooks, the catalog's dataset classes). The pipeline registry is left out on purpose: it
+# imports every pipeline, and a stage depends on its own pipeline only.
+KEDRO_GLUE = ("credit_scoring.settings", "credit_scoring.hooks", "credit_scoring.datasets")
+PACKAGE = "credit_scoring"
+
+
+def code_dependencies(roots: list[str], source_dir: Path = PROJECT_ROOT / "src") -> list[str]:
+    """The source files a stage runs: ``roots`` and every module of the package that they
+    import, directly or not (grimp's import graph, function-level imports included), with
+    the ``__init__.py`` of each package on the way. A package whose every module is needed
+    is named as its folder. Derived, never kept by hand: a module that a stage imports only
+    through another one still makes the stage stale when it changes."""
+    import grimp
+
+    graph = grimp.build_graph(PACKAGE, cache_dir=None)
+    needed: set[str] = set()
+    for root in roots:
+        modules = {root} | graph.find_descendants(root) if root in graph.modules else set()
+        for module in modules:
+            needed |= {module} | graph.find_upstream_modules(module)
+    needed = {m for m in needed if m.split(".")[0] == PACKAGE}
+    needed |= {".".join(m.split(".")[:i]) for m in needed for i in range(1, m.count(".") + 1)}
+    packages = {m for m in graph.modules if graph.find_children(m)}
+    # a package all of whose modules are needed is one folder; otherwise its files
+    whole = {p for p in packages if {p} | graph.find_descendants(p) <= needed and p != PACKAGE}
+    paths = set()
+    for module in needed:
+        if any(module == w or module.startswith(w + ".") for w in whole):
+            top = min((w for w in whole if module == w or module.startswith(w + ".")), key=len)
+            paths.add(top.replace(".", "/"))
+        elif module in packages:
+            paths.add(module.replace(".", "/") + "/__init__.py")
+        else:
+            paths.add(module.replace(".", "/") + ".py")
+    prefix = source_dir.relative_to(PROJECT_ROOT) if source_dir.is_absolute() else source_dir
+    return sorted(f"{prefix}/{p}" for p in paths)
+
+
+def stage_code(pipeline: str) -> list[str]:
+    """The code dependencies of the stage that runs ``kedro run --pipelines <pipeline>``."""
+    return code_dependencies([f"{PACKAGE}.pipelines.{pipeline}", *KEDRO_GLUE])
+
+
 DESCRIPTIONS = {
     "data_ingestion": "Minimise, pseudonymise and validate the raw tables of the data contract.",
     "data_processing": "Split, clean, build features, aggregate, impute; fill the feature store.",
@@ -123,7 +146,7 @@ def build_stages(env: str | None = None) -> dict[str, Any]:
         stages["generate_synthetic_data"] = {
             "desc": "Synthetic raw tables (replace by `dvc add` of your own raw files).",
             "cmd": "credit-scoring generate-data",
-            "deps": ["src/credit_scoring/training/synthetic.py"],
+            "deps": code_dependencies([f"{PACKAGE}.training.synthetic"]),
             "params": [{_relative(str(conf_dirs[0] / f)): ["synthetic"]} for f in synthetic_files],
             "outs": generated,
         }
@@ -145,7 +168,7 @@ def build_stages(env: str | None = None) -> dict[str, Any]:
             "cmd": f"{run} --pipelines {name}",
             "deps": [
                 *data_deps,
-                *CODE[name],
+                *stage_code(name),
                 *sorted(p for p in inputs if p and p.startswith("conf/")),
             ],
             "params": _param_files(conf_dirs, keys),
@@ -193,13 +216,46 @@ def stale_dependencies(root: Path = PROJECT_ROOT) -> dict[str, list[str]]:
         return stale
 
 
+TRAIN_WORKFLOW = PROJECT_ROOT / ".github/workflows/train.yml"
+PATHS_BEGIN = "      # -- code of the DVC stages: written by `make dvc-stages`, do not edit --\n"
+PATHS_END = "      # -- end of the code of the DVC stages --\n"
+
+
+def workflow_paths(env: str | None = None) -> list[str]:
+    """The push paths that must start training: every stage's code (a folder as ``dir/**``)."""
+    code = {
+        dep
+        for stage in build_stages(env)["stages"].values()
+        for dep in stage["deps"]
+        if dep.startswith("src/")
+    }
+    folders = {d for d in code if not d.endswith(".py")}
+    files = {d for d in code - folders if not any(d.startswith(f + "/") for f in folders)}
+    return [*sorted(f'"{d}/**"' for d in folders), *sorted(files)]
+
+
+def render_workflow(text: str, env: str | None = None) -> str:
+    """``text`` (train.yml) with its generated block of code paths replaced."""
+    if PATHS_BEGIN not in text or PATHS_END not in text:
+        raise ValueError(
+            f"train.yml lacks the markers {PATHS_BEGIN.strip()!r} ... {PATHS_END.strip()!r}"
+        )
+    head, rest = text.split(PATHS_BEGIN, 1)
+    _, tail = rest.split(PATHS_END, 1)
+    block = "".join(f"      - {p}\n" for p in workflow_paths(env))
+    return head + PATHS_BEGIN + block + PATHS_END + tail
+
+
 def write_stages(
     env: str | None = None, check: bool = False, output: Path = PROJECT_ROOT / "dvc.yaml"
 ) -> list[Path]:
-    """Write dvc.yaml; with ``check``, write nothing. Returns the files that were out of
-    date."""
-    text = render(env)
-    stale = [output] if not output.exists() or output.read_text() != text else []
-    if not check and stale:
-        output.write_text(text)
+    """Write dvc.yaml and train.yml's code paths; with ``check``, write nothing and return
+    the files that are out of date."""
+    wanted = {output: render(env)}
+    if env is None and TRAIN_WORKFLOW.exists():
+        wanted[TRAIN_WORKFLOW] = render_workflow(TRAIN_WORKFLOW.read_text(), env)
+    stale = [path for path, text in wanted.items() if not path.exists() or path.read_text() != text]
+    if not check:
+        for path in stale:
+            path.write_text(wanted[path])
     return stale

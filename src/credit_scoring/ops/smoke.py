@@ -17,7 +17,7 @@ import httpx
 
 from credit_scoring.auth.tokens import bearer
 from credit_scoring.config.loader import PROJECT_ROOT
-from credit_scoring.training.synthetic import population
+from credit_scoring.training.applications import population
 
 
 def check(
