@@ -42,7 +42,7 @@ def test_a_logistic_regression_champion_scores_and_explains(
         random_state=0,
     )
     candidate = Candidate(kind="logistic_regression", class_weight="balanced")
-    model, _ = fit_candidate("logistic_regression", candidate, x, y, ctx, CostParams())
+    model = fit_candidate("logistic_regression", candidate, x, y, ctx, CostParams())
 
     mlflow.sklearn.save_model(
         model.estimator,

@@ -8,7 +8,6 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from credit_scoring.core.encoding import ModelKind
-from credit_scoring.core.errors import typed_section
 from credit_scoring.core.schema import Strict
 
 PARAMS_FILE = "conf/base/parameters_data_science.yml"
@@ -112,8 +111,3 @@ class DataScienceParams(Strict):
                 "candidates need a 'dummy' baseline (kind: dummy): the gate compares to it"
             )
         return self
-
-
-def load_params(raw: dict[str, Any] | DataScienceParams) -> DataScienceParams:
-    """The typed section (Kedro passes it typed; tests and notebooks may pass the mapping)."""
-    return typed_section(DataScienceParams, raw, "data_science", PARAMS_FILE)

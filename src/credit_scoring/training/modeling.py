@@ -195,7 +195,7 @@ def fit_candidate(
     y: np.ndarray,
     ctx: FitContext,
     cost: CostParams,
-) -> tuple[TrainedModel, np.ndarray]:
+) -> TrainedModel:
     """Tune, get out-of-fold scores, choose the threshold on them, refit on all training rows."""
     start = time.perf_counter()
     best, cv_auc = tune(name, candidate, x, y, ctx)
@@ -224,7 +224,7 @@ def fit_candidate(
         threshold,
         time.perf_counter() - start,
     )
-    return model, oof
+    return model
 
 
 def directional_violations(

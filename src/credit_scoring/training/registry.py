@@ -4,6 +4,9 @@ A new version always gets the alias ``challenger``. It takes ``champion`` only i
 the current champion on the same held-out rows (lower business cost, AUC not worse by more
 than a tolerance) and beats the dummy baseline. Moving the alias is the very last step of a
 run, so a failed or interrupted run never changes the champion.
+
+The steps are separate (log, measure the champion, decide, record); the data_science
+pipeline runs each as a node and moves the aliases in the last one.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 from credit_scoring.config.data_science import CostParams
-from credit_scoring.core.spec import REFERENCE_ARTIFACT
 from credit_scoring.training.metrics import classification_metrics
 from credit_scoring.training.modeling import TrainedModel
 
@@ -40,7 +42,31 @@ SKOPS_TRUSTED_TYPES = [
 ]
 
 
-@dataclass
+@dataclass(frozen=True)
+class ModelVersion:
+    """A version registered by this run, and where it comes from."""
+
+    name: str
+    version: str
+    run_id: str
+    git_commit: str | None = None
+    data_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class ChampionScore:
+    """The current champion measured on the new test rows.
+
+    ``metrics`` is None when there is no champion (``version`` None) or when the two cannot
+    be compared (``problem`` says why, in one sentence).
+    """
+
+    metrics: dict[str, float] | None = None
+    version: str | None = None
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
 class GateDecision:
     promote: bool
     reasons: list[str]
@@ -48,7 +74,7 @@ class GateDecision:
     champion: dict[str, float] | None
     dummy: dict[str, float]
     champion_version: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)  # kept: a key of gate_report.json
 
     def summary(self) -> str:
         verdict = "PROMOTED to champion" if self.promote else "NOT promoted (stays challenger)"
@@ -85,11 +111,16 @@ def say(reason: str, **values: Any) -> str:
 
 def decide(
     challenger: dict[str, float],
-    champion: dict[str, float] | None,
+    champion: ChampionScore,
     dummy: dict[str, float],
     auc_tolerance: float,
 ) -> GateDecision:
-    """Pure decision from metrics measured on the same held-out rows."""
+    """Pure decision from metrics measured on the same held-out rows.
+
+    Promote only a model that costs less than the dummy baseline and, when there is a
+    champion, less than the champion too, with an AUC at most ``auc_tolerance`` below the
+    champion's. A champion that could not be measured (``champion.problem``) blocks it.
+    """
     reasons, ok = [], True
     new_cost, new_auc = challenger["business_cost"], challenger["auc"]
     if new_cost < dummy["business_cost"]:
@@ -97,10 +128,10 @@ def decide(
     else:
         ok = False
         reasons.append(say("loses_to_dummy", new=new_cost, dummy=dummy["business_cost"]))
-    if champion is None:
+    if champion.metrics is None:
         reasons.append(say("first"))
     else:
-        old_cost, old_auc = champion["business_cost"], champion["auc"]
+        old_cost, old_auc = champion.metrics["business_cost"], champion.metrics["auc"]
         if new_cost < old_cost:
             reasons.append(say("cheaper", new=new_cost, old=old_cost))
         else:
@@ -111,8 +142,16 @@ def decide(
         else:
             ok = False
             reasons.append(say("auc_worse", new=new_auc, old=old_auc, tol=auc_tolerance))
+    if champion.problem:
+        ok = False
+        reasons.append(champion.problem)
     return GateDecision(
-        promote=ok, reasons=reasons, challenger=challenger, champion=champion, dummy=dummy
+        promote=ok,
+        reasons=reasons,
+        challenger=challenger,
+        champion=champion.metrics,
+        dummy=dummy,
+        champion_version=champion.version,
     )
 
 
@@ -162,24 +201,17 @@ def log_model(model: TrainedModel, example: pd.DataFrame, registered_name: str) 
     )
 
 
-def log_reference(
+def reference_sample(
     model: TrainedModel, held_out: pd.DataFrame, rows: int, seed: int
 ) -> pd.DataFrame:
-    """Log the monitoring reference of this version, in the active run: a sample of rows the
-    model did not learn from (validation and test), as the model saw them (processed
-    features), with the model's score. Training rows would not do for the score: the model
-    scores the rows it learned from more confidently than any new applicant."""
-    import tempfile
-    from pathlib import Path
-
+    """The monitoring reference of a version: a sample of rows the model did not learn from
+    (validation and test), as the model saw them (processed features), with the model's
+    score. Training rows would not do for the score: the model scores the rows it learned
+    from more confidently than any new applicant."""
     sample = held_out.sample(rows, random_state=seed) if len(held_out) > rows else held_out
     reference = sample[model.features].copy()
     reference[SCORE_COLUMN] = model.predict_proba(sample)
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / Path(REFERENCE_ARTIFACT).name
-        reference.reset_index(drop=True).to_parquet(path, index=False)
-        mlflow.log_artifact(str(path), str(Path(REFERENCE_ARTIFACT).parent))
-    return reference
+    return reference.reset_index(drop=True)
 
 
 class _BoosterAsClassifier:
@@ -219,31 +251,33 @@ def champion_version(client: MlflowClient, name: str) -> Any | None:
         return None
 
 
-def score_champion(
+def measure_champion(
     client: MlflowClient,
     name: str,
     test: pd.DataFrame,
     target: str,
     cost: CostParams,
     beta: float,
-) -> tuple[dict[str, float] | None, str | None, str | None]:
-    """The current champion's metrics on these test rows (None if there is no champion)."""
+) -> ChampionScore:
+    """The current champion's metrics on these test rows (none if there is no champion)."""
     current = champion_version(client, name)
     if current is None:
-        return None, None, None
+        return ChampionScore()
     version = str(current.version)
     try:
         champion = load_model(f"models:/{name}@{CHAMPION}")
         missing = [f for f in champion.features if f not in test.columns]
         if missing:
-            return None, version, say("champion_other_columns", version=version, missing=missing)
+            problem = say("champion_other_columns", version=version, missing=missing)
+            return ChampionScore(version=version, problem=problem)
         scores = champion.predict_proba(test)
     except (KeyError, ValueError, TypeError, MlflowException) as exc:
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        return None, version, say("champion_failed", version=version, error=first_line)
+        problem = say("champion_failed", version=version, error=first_line)
+        return ChampionScore(version=version, problem=problem)
     y = test[target].to_numpy()
     metrics = classification_metrics(y, scores, champion.decide(scores), cost, beta)
-    return metrics, str(current.version), None
+    return ChampionScore(metrics=metrics, version=version)
 
 
 def record_decision(client: MlflowClient, name: str, version: str, decision: GateDecision) -> None:

@@ -7,12 +7,18 @@ import itertools
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 
-from credit_scoring.config.data_science import Candidate, CostParams, SelectionParams, load_params
+from credit_scoring.config.data_science import (
+    Candidate,
+    CostParams,
+    DataScienceParams,
+    LeakageParams,
+    SelectionParams,
+)
 from credit_scoring.core.encoding import category_codes, encode_categories
 from credit_scoring.core.errors import ContractError
 from credit_scoring.pipelines.data_science.nodes import check_leakage, select_model, split_data
-from credit_scoring.training.imputation import load_groups
 from credit_scoring.training.metrics import best_threshold, business_cost
 from credit_scoring.training.modeling import FitContext, directional_violations, fit_candidate
 
@@ -40,9 +46,9 @@ def test_best_threshold_accepts_everyone_when_refusing_never_pays():
     assert threshold == np.inf and cost == 0
 
 
-def test_split_is_stratified_disjoint_and_reproducible(primary, parameters):
-    a = split_data(primary, parameters["data_contract"])
-    b = split_data(primary, parameters["data_contract"])
+def test_split_is_stratified_disjoint_and_reproducible(primary, contract):
+    a = split_data(primary, contract)
+    b = split_data(primary, contract)
     ids = {k: set(v["client_id"]) for k, v in a.items()}
     assert all(not (ids[x] & ids[y]) for x, y in itertools.combinations(ids, 2))
     assert sum(len(v) for v in ids.values()) == len(primary)
@@ -51,25 +57,21 @@ def test_split_is_stratified_disjoint_and_reproducible(primary, parameters):
     pd.testing.assert_frame_equal(a["test"], b["test"])
 
 
-def test_leakage_check_catches_a_feature_that_is_the_target(primary, parameters):
+def test_leakage_check_catches_a_feature_that_is_the_target(primary, contract, science):
     leaky = primary.assign(REPAYMENT_STATUS=primary["TARGET"] * 2.0 + 1)
     with pytest.raises(ContractError, match=r"REPAYMENT_STATUS.*max_single_feature_auc"):
-        check_leakage(leaky, parameters["data_contract"], parameters["data_science"])
-    warn = {
-        **parameters["data_science"],
-        "leakage": {"max_single_feature_auc": 0.85, "action": "warn"},
-    }
-    assert "REPAYMENT_STATUS" in check_leakage(leaky, parameters["data_contract"], warn)["suspects"]
-    assert (
-        check_leakage(primary, parameters["data_contract"], parameters["data_science"])["suspects"]
-        == {}
+        check_leakage(leaky, contract, science)
+    warn = science.model_copy(
+        update={"leakage": LeakageParams(max_single_feature_auc=0.85, action="warn")}
     )
+    assert "REPAYMENT_STATUS" in check_leakage(leaky, contract, warn)["suspects"]
+    assert check_leakage(primary, contract, science)["suspects"] == {}
 
 
 def test_params_need_a_dummy_baseline(parameters):
     params = {**parameters["data_science"], "candidates": {"lr": {"kind": "logistic_regression"}}}
-    with pytest.raises(ContractError, match="dummy"):
-        load_params(params)
+    with pytest.raises(ValidationError, match="dummy"):
+        DataScienceParams.model_validate(params)
 
 
 def test_encoding_maps_unknown_and_missing_categories_to_nan():
@@ -84,27 +86,26 @@ def test_encoding_maps_unknown_and_missing_categories_to_nan():
 
 
 @pytest.fixture(scope="module")
-def trained(primary, parameters):
-    split = split_data(primary, parameters["data_contract"])
-    settings = load_params(parameters["data_science"])
+def trained(primary, contract, processing, science):
+    split = split_data(primary, contract)
     train = split["train"]
     x, y = train.drop(columns=["client_id", "TARGET"]), train["TARGET"].to_numpy()
     ctx = FitContext(
-        load_groups(parameters["data_processing"]["imputation"]),
+        processing.imputation,
         category_codes(x),
         3,
         0,
-        tuple(settings.monotone_increasing),
+        tuple(science.monotone_increasing),
     )
     models = {
-        name: fit_candidate(name, candidate, x, y, ctx, settings.cost)[0]
+        name: fit_candidate(name, candidate, x, y, ctx, science.cost)
         for name, candidate in {
             "dummy": Candidate(kind="dummy"),
             "lightgbm": Candidate(kind="lightgbm", fixed={"n_estimators": 80, "num_leaves": 8}),
             "logistic_regression": Candidate(kind="logistic_regression"),
         }.items()
     }
-    return models, split, settings
+    return models, split, science
 
 
 def test_model_beats_the_dummy_baseline(trained):
@@ -157,7 +158,7 @@ def test_directional_check_detects_a_model_that_breaks_the_rule(trained):
     )
 
 
-def test_small_data_selects_on_cross_validation_and_says_so(trained, parameters):
+def test_small_data_selects_on_cross_validation_and_says_so(trained, contract):
     models, split, settings = trained
     rows = len(split["train"]) + len(split["validation"])
     chosen = {}
@@ -165,7 +166,7 @@ def test_small_data_selects_on_cross_validation_and_says_so(trained, parameters)
         params = settings.model_copy(
             update={"selection": SelectionParams(mode=mode, cross_validation_below_rows=threshold)}
         )
-        out = select_model(models, split["validation"], parameters["data_contract"], params)
+        out = select_model(models, split["validation"], contract, params)
         table = out["comparison"]
         basis = table["selection_basis"].unique().tolist()
         key = "cv_business_cost" if basis == ["cross_validation"] else "business_cost"

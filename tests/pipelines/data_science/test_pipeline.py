@@ -6,35 +6,57 @@ from typing import Any
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
 from credit_scoring.config.loader import PROJECT_ROOT
-from credit_scoring.core.contract import load_contract
+from credit_scoring.core.spec import MODEL_CARD_ARTIFACT, REFERENCE_ARTIFACT, SERVING_ARTIFACTS
 from credit_scoring.pipelines import data_science
 from credit_scoring.training.registry import CHALLENGER, CHAMPION, load_model
 from tests.conftest import TEST_KEY
-from tests.pipelines.data_science.conftest import run_in_memory
+from tests.pipelines.data_science.conftest import (
+    LOGGED_BY_THE_CATALOG,
+    project_datasets,
+    run_in_memory,
+)
 
-
-def _run(primary, small_tables, parameters, params, bounds) -> dict[str, Any]:
-    inputs = {
-        "applications_primary": primary,
-        "outlier_bounds": bounds,
-        "true_default_probability": small_tables["true_default_probability"],
-        "pseudonymisation_key": TEST_KEY,
-        "params:data_contract": parameters["data_contract"],
-        "params:data_processing": parameters["data_processing"],
-        "params:data_science": params,
-        "model_card_template": (PROJECT_ROOT / "conf/base/templates/model_card.md.j2").read_text(),
-    }
-    with mlflow.start_run():
-        return run_in_memory(data_science.create_pipeline(), inputs)
+REGISTRATION = (
+    "log_model_version_node",
+    "score_champion_node",
+    "gate_model_node",
+    "render_model_card_node",
+    "promote_model_node",
+)
 
 
 @pytest.fixture
-def first_run(mlflow_store, primary, small_tables, parameters, fast_params, outlier_bounds):
-    return _run(primary, small_tables, parameters, fast_params, outlier_bounds)
+def first_run(
+    mlflow_store, tmp_path, primary, small_tables, contract, processing, fast_params, outlier_bounds
+) -> dict[str, Any]:
+    inputs = {
+        "applications_primary": primary,
+        "outlier_bounds": outlier_bounds,
+        "true_default_probability": small_tables["true_default_probability"],
+        "pseudonymisation_key": TEST_KEY,
+        "params:data_contract": contract,
+        "params:data_processing": processing,
+        "params:data_science": fast_params,
+        "model_card_template": (PROJECT_ROOT / "conf/base/templates/model_card.md.j2").read_text(),
+    }
+    logged = project_datasets(LOGGED_BY_THE_CATALOG, tmp_path)
+    with mlflow.start_run():
+        return run_in_memory(data_science.create_pipeline(), inputs, logged)
+
+
+def test_the_aliases_move_after_every_other_registration_step():
+    """promote_model_node needs what each other registration node makes, so nothing of the
+    registration can run (and fail) after the champion alias has moved."""
+    pipeline = data_science.create_pipeline()
+    before_promote = {node.name for node in pipeline.to_nodes("promote_model_node").nodes}
+    assert set(REGISTRATION) <= before_promote
+    (promote,) = pipeline.only_nodes("promote_model_node").nodes
+    assert promote.outputs == []
 
 
 def test_first_model_beats_dummy_and_becomes_champion(first_run, fast_params):
@@ -60,15 +82,31 @@ def test_registered_model_reloads_with_threshold_and_features(first_run):
     np.testing.assert_allclose(loaded.predict_proba(test), selected.predict_proba(test), atol=1e-9)
 
 
-def test_the_run_logs_what_the_api_is_built_from(first_run, outlier_bounds, parameters):
+def test_the_run_logs_what_the_api_is_built_from(first_run, outlier_bounds, contract, processing):
     champion = mlflow.MlflowClient().get_model_version_by_alias("credit_scoring", "champion")
-    logged = mlflow.artifacts.load_dict(f"runs:/{champion.run_id}/serving/outlier_bounds.json")
-    assert logged == outlier_bounds
-    contract = mlflow.artifacts.load_dict(f"runs:/{champion.run_id}/serving/data_contract.json")
-    assert load_contract(contract) == load_contract(parameters["data_contract"])
+    run = f"runs:/{champion.run_id}/{SERVING_ARTIFACTS}"
+    assert mlflow.artifacts.load_dict(f"{run}/outlier_bounds.json") == outlier_bounds
+    logged = mlflow.artifacts.load_dict(f"{run}/data_contract.json")
+    assert type(contract).model_validate(logged) == contract
+    logged = mlflow.artifacts.load_dict(f"{run}/data_processing.json")
+    assert type(processing).model_validate(logged) == processing
+    card = mlflow.artifacts.load_dict(f"{run}/{MODEL_CARD_ARTIFACT}")
+    assert card["test_metrics"] == first_run["test_metrics"]
+    assert card["dummy_metrics"] == first_run["dummy_test_metrics"]
+    assert card["global_importance"] == first_run["shap_importance"]
+    # the monitoring reference: held-out rows as the model sees them, with its score
+    path = mlflow.artifacts.download_artifacts(f"runs:/{champion.run_id}/{REFERENCE_ARTIFACT}")
+    reference = pd.read_parquet(path)
+    assert list(reference.columns) == [*first_run["selected_model"].features, "score"]
+    assert 0 < len(reference) <= len(first_run["validation_set"]) + len(first_run["test_set"])
+    gate = mlflow.artifacts.load_dict(f"runs:/{champion.run_id}/gate_report.json")
+    assert gate == first_run["gate_report"]
+    assert f"model_card_v{champion.version}.md" in {
+        a.path for a in mlflow.MlflowClient().list_artifacts(champion.run_id)
+    }
 
 
-def test_reports_and_explanations(first_run, parameters):
+def test_reports_and_explanations(first_run, contract):
     comparison = first_run["model_comparison"]
     assert set(comparison["candidate"]) == {"dummy", "logistic_regression", "lightgbm"}
     basis = comparison["selection_basis"].iloc[0]  # a small dataset: cross-validation
@@ -88,7 +126,6 @@ def test_reports_and_explanations(first_run, parameters):
     card = first_run["model_card"]
     assert "Model card" in card and "Business cost" in card
     # the sensitive attributes come from the data contract (sensitive: true), not from code
-    contract = load_contract(parameters["data_contract"])
     assert contract.sensitive_columns and all(f"`{c}`" in card for c in contract.sensitive_columns)
     assert (
         "CODE_GENDER" not in card.split("## Sensitive attributes")[1]

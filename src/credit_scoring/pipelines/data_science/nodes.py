@@ -1,4 +1,8 @@
-"""Training, selection, evaluation, explanation and registration of the scoring model."""
+"""Training, selection, evaluation, explanation and registration of the scoring model.
+
+The nodes receive typed configuration (Kedro validates ``params:`` inputs against the type
+hints): ``DataContract``, ``ProcessingParams``, ``DataScienceParams``.
+"""
 
 from __future__ import annotations
 
@@ -18,13 +22,12 @@ from sklearn.inspection import permutation_importance
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from credit_scoring.config.data_science import DataScienceParams, load_params
-from credit_scoring.core.contract import DataContract, load_contract
+from credit_scoring.config.data_science import PARAMS_FILE, DataScienceParams
+from credit_scoring.core.contract import DataContract
 from credit_scoring.core.encoding import category_codes, nan_for_missing
 from credit_scoring.core.errors import ContractError
 from credit_scoring.core.lineage import lineage_tags
-from credit_scoring.core.processing import SPLIT_COLUMN, ProcessingParams, load_processing
-from credit_scoring.core.spec import MODEL_CARD_ARTIFACT, SERVING_ARTIFACTS
+from credit_scoring.core.processing import SPLIT_COLUMN, ProcessingParams
 from credit_scoring.training.metrics import classification_metrics
 from credit_scoring.training.modeling import (
     FitContext,
@@ -34,12 +37,15 @@ from credit_scoring.training.modeling import (
 )
 from credit_scoring.training.privacy import pseudonymise_series
 from credit_scoring.training.registry import (
+    ChampionScore,
+    GateDecision,
+    ModelVersion,
     decide,
     decision_report,
     log_model,
-    log_reference,
+    measure_champion,
     record_decision,
-    score_champion,
+    reference_sample,
 )
 from credit_scoring.training.reporting import evaluation_figures, model_card, stack_figures
 
@@ -59,8 +65,7 @@ CARD_COLUMNS = (
 )
 
 
-def _columns(data_contract: DataContract) -> tuple[str, str]:
-    contract = load_contract(data_contract)
+def _columns(contract: DataContract) -> tuple[str, str]:
     if contract.target is None:
         raise ContractError("Training needs data_contract.target (the label column).")
     return contract.pseudonymised_id_column, contract.target.column
@@ -90,7 +95,7 @@ def check_leakage(
     train: pd.DataFrame, data_contract: DataContract, params: DataScienceParams
 ) -> dict[str, Any]:
     """AUC of each feature alone on the training target; fail (or warn) above the threshold."""
-    settings = load_params(params).leakage
+    leakage = params.leakage
     id_col, target = _columns(data_contract)
     x, y = _xy(train, id_col, target)
     aucs = {}
@@ -103,20 +108,20 @@ def check_leakage(
         )
         auc = roc_auc_score(y, values) if values.nunique() > 1 else 0.5
         aucs[column] = float(max(auc, 1 - auc))
-    suspects = {c: a for c, a in aucs.items() if a > settings.max_single_feature_auc}
+    suspects = {c: a for c, a in aucs.items() if a > leakage.max_single_feature_auc}
     report = {
-        "max_single_feature_auc": settings.max_single_feature_auc,
+        "max_single_feature_auc": leakage.max_single_feature_auc,
         "suspects": suspects,
         "feature_auc": dict(sorted(aucs.items(), key=lambda kv: -kv[1])),
     }
     if suspects:
         message = (
             f"Possible target leakage: {suspects} predict the target alone above "
-            f"data_science.leakage.max_single_feature_auc={settings.max_single_feature_auc} "
-            f"(conf/base/parameters_data_science.yml). Remove the feature(s) from the data "
+            f"data_science.leakage.max_single_feature_auc={leakage.max_single_feature_auc} "
+            f"({PARAMS_FILE}). Remove the feature(s) from the data "
             f"contract, or set leakage.action: warn if this is expected."
         )
-        if settings.action == "fail":
+        if leakage.action == "fail":
             raise ContractError(message)
         logger.warning(message)
     return report
@@ -129,21 +134,19 @@ def train_candidates(
     params: DataScienceParams,
 ) -> dict[str, TrainedModel]:
     """Tune (Optuna, stratified K-fold), pick each candidate's threshold out-of-fold, refit."""
-    settings = load_params(params)
     id_col, target = _columns(data_contract)
     x, y = _xy(train, id_col, target)
-    contract = load_contract(data_contract)
-    declared = {c: spec.allowed for c, spec in contract.columns.items() if spec.allowed}
+    declared = {c: spec.allowed for c, spec in data_contract.columns.items() if spec.allowed}
     ctx = FitContext(
-        groups=list(load_processing(processing_params).imputation),
+        groups=list(processing_params.imputation),
         categories=category_codes(x, declared),
-        folds=settings.cv_folds,
-        random_state=settings.random_state,
-        monotone_increasing=tuple(settings.monotone_increasing),
+        folds=params.cv_folds,
+        random_state=params.random_state,
+        monotone_increasing=tuple(params.monotone_increasing),
     )
     return {
-        name: fit_candidate(name, candidate, x, y, ctx, settings.cost)[0]
-        for name, candidate in settings.candidates.items()
+        name: fit_candidate(name, candidate, x, y, ctx, params.cost)
+        for name, candidate in params.candidates.items()
     }
 
 
@@ -165,16 +168,15 @@ def select_model(
     out-of-fold cross-validation scores already computed in training, which use every
     training row instead of one small split. The table says which basis was used.
     """
-    settings = load_params(params)
     _, target = _columns(data_contract)
     y = validation[target].to_numpy()
     rows = []
     for name, model in models.items():
         scores, ms_per_1000 = _timed_scores(model, validation)
         metrics = classification_metrics(
-            y, scores, model.decide(scores), settings.cost, settings.fbeta_beta
+            y, scores, model.decide(scores), params.cost, params.fbeta_beta
         )
-        violations = directional_violations(model, validation, settings.monotone_increasing)
+        violations = directional_violations(model, validation, params.monotone_increasing)
         rows.append(
             {
                 "candidate": name,
@@ -188,7 +190,7 @@ def select_model(
                 "predict_seconds_per_1000_rows": ms_per_1000,
             }
         )
-    basis = _selection_basis(settings, models, len(validation))
+    basis = _selection_basis(params, models, len(validation))
     order = (
         ["cv_business_cost", "cv_auc"] if basis == "cross_validation" else ["business_cost", "auc"]
     )
@@ -199,7 +201,7 @@ def select_model(
     if eligible.empty:
         raise ContractError(
             "Every candidate breaks data_science.monotone_increasing (risk falls when one of "
-            f"{settings.monotone_increasing} rises); see the comparison:\n{comparison.to_string()}"
+            f"{params.monotone_increasing} rises); see the comparison:\n{comparison.to_string()}"
         )
     best = str(eligible.iloc[0]["candidate"])
     logger.info("selected %s (%s):\n%s", best, basis, comparison.to_string(index=False))
@@ -207,16 +209,14 @@ def select_model(
 
 
 def _selection_basis(
-    settings: DataScienceParams, models: dict[str, TrainedModel], validation_rows: int
+    params: DataScienceParams, models: dict[str, TrainedModel], validation_rows: int
 ) -> str:
-    mode = settings.selection.mode
+    mode = params.selection.mode
     if mode != "auto":
         return mode
     rows = max((m.train_rows for m in models.values()), default=0) + validation_rows
     return (
-        "cross_validation"
-        if rows < settings.selection.cross_validation_below_rows
-        else "validation"
+        "cross_validation" if rows < params.selection.cross_validation_below_rows else "validation"
     )
 
 
@@ -234,16 +234,15 @@ def evaluate_model(
     params: DataScienceParams,
 ) -> dict[str, Any]:
     """Held-out test metrics, the dummy's on the same rows, the oracle AUC, and the figures."""
-    settings = load_params(params)
     _, target = _columns(data_contract)
     y = test[target].to_numpy()
     scores = selected.predict_proba(test)
     refuse = selected.decide(scores)
-    metrics = classification_metrics(y, scores, refuse, settings.cost, settings.fbeta_beta)
+    metrics = classification_metrics(y, scores, refuse, params.cost, params.fbeta_beta)
     dummy = _dummy(models)
     dummy_scores = dummy.predict_proba(test)
     dummy_metrics = classification_metrics(
-        y, dummy_scores, dummy.decide(dummy_scores), settings.cost, settings.fbeta_beta
+        y, dummy_scores, dummy.decide(dummy_scores), params.cost, params.fbeta_beta
     )
     oracle = _oracle_auc(test, true_probabilities, pseudonymisation_key, data_contract)
     if oracle is not None:
@@ -260,9 +259,8 @@ def evaluate_model(
 
 
 def _oracle_auc(
-    test: pd.DataFrame, truth: pd.DataFrame | None, key: str, data_contract: DataContract
+    test: pd.DataFrame, truth: pd.DataFrame | None, key: str, contract: DataContract
 ) -> float | None:
-    contract = load_contract(data_contract)
     if truth is None or truth.empty or contract.id_column is None or contract.target is None:
         return None
     pseudonyms = pseudonymise_series(truth[contract.id_column], key)
@@ -281,10 +279,9 @@ def explain_model(
     params: DataScienceParams,
 ) -> dict[str, Any]:
     """Global SHAP (beeswarm, mean |SHAP|), local SHAP waterfalls, permutation importance."""
-    settings = load_params(params)
-    cfg = settings.explanations
+    cfg = params.explanations
     id_col, target = _columns(data_contract)
-    sample = test.sample(min(cfg.sample_size, len(test)), random_state=settings.random_state)
+    sample = test.sample(min(cfg.sample_size, len(test)), random_state=params.random_state)
     explanation = _shap_values(selected, train, sample)
     figures: dict[str, Any] = {}
     if explanation is not None:
@@ -327,7 +324,7 @@ def explain_model(
         y,
         scoring="roc_auc",
         n_repeats=cfg.permutation_repeats,
-        random_state=settings.random_state,
+        random_state=params.random_state,
         n_jobs=1,
     )
     permutation = pd.DataFrame(
@@ -425,8 +422,7 @@ def plot_coefficient_path(
     params: DataScienceParams,
 ) -> Figure:
     """Logistic regression coefficients as a function of the regularisation strength C."""
-    settings = load_params(params)
-    cfg = settings.explanations.coefficient_path
+    cfg = params.explanations.coefficient_path
     linear = next((m for m in models.values() if m.kind == "logistic_regression"), None)
     if linear is None:
         return _empty_figure("no logistic regression candidate")
@@ -460,100 +456,141 @@ def plot_coefficient_path(
     return fig
 
 
-def register_model(
+# --- registration: log, measure the champion, gate, card, promote (aliases move last) -----
+
+
+def log_model_version(
     selected: TrainedModel,
     test: pd.DataFrame,
-    train: pd.DataFrame,
     validation: pd.DataFrame,
-    test_metrics: dict[str, float],
-    dummy_metrics: dict[str, float],
-    comparison: pd.DataFrame,
-    shap_importance: dict[str, float],
-    data_contract: DataContract,
-    params: DataScienceParams,
     outlier_bounds: dict[str, Any],
+    data_contract: DataContract,
     processing_params: ProcessingParams,
-    model_card_template: str,
+    params: DataScienceParams,
 ) -> dict[str, Any]:
-    """Log and register the model (alias challenger), gate it, write its card, move aliases last.
+    """Log the selected model in the active MLflow run and register it as a new version;
+    return the version and the files the API and the monitoring are built from.
 
-    The contract, feature declarations and outlier bounds the model was trained with are
-    logged next to it (``serving/``), so the scoring API is built from exactly these.
+    The model is logged here, in code: its flavour depends on the winner (LightGBM's native
+    format or scikit-learn's skops), and the registered version it gets is an output that no
+    catalog dataset returns. The returned contract, processing parameters, outlier bounds
+    (``serving/``) and monitoring reference (``monitoring/reference.parquet``) are logged
+    next to it by their catalog entries (``MlflowArtifactDataset``).
     """
-    settings = load_params(params)
-    name = settings.registry.model_name
-    _, target = _columns(data_contract)
-    client = MlflowClient()
     tags = lineage_tags()
     mlflow.set_tags(tags)
-    info = log_model(selected, test, name)
-    version = str(info.registered_model_version)
-    mlflow.log_dict(
-        load_contract(data_contract).model_dump(mode="json"),
-        f"{SERVING_ARTIFACTS}/data_contract.json",
+    info = log_model(selected, test, params.registry.model_name)
+    held_out = pd.concat([validation, test], ignore_index=True)
+    return {
+        "version": ModelVersion(
+            name=params.registry.model_name,
+            version=str(info.registered_model_version),
+            run_id=info.run_id,
+            git_commit=tags.get("git_commit"),
+            data_hash=tags.get("dvc_model_input_md5"),
+        ),
+        "reference": reference_sample(
+            selected, held_out, params.registry.reference_rows, params.random_state
+        ),
+        "data_contract": data_contract.model_dump(mode="json"),
+        "data_processing": processing_params.model_dump(mode="json"),
+        "outlier_bounds": outlier_bounds,
+    }
+
+
+def score_champion(
+    test: pd.DataFrame, data_contract: DataContract, params: DataScienceParams
+) -> ChampionScore:
+    """The current champion's metrics on the new test rows (read from the registry): none
+    without a champion, a one-sentence problem when the two cannot be compared."""
+    _, target = _columns(data_contract)
+    return measure_champion(
+        MlflowClient(), params.registry.model_name, test, target, params.cost, params.fbeta_beta
     )
-    mlflow.log_dict(
-        load_processing(processing_params).model_dump(mode="json"),
-        f"{SERVING_ARTIFACTS}/data_processing.json",
-    )
-    mlflow.log_dict(outlier_bounds, f"{SERVING_ARTIFACTS}/outlier_bounds.json")
-    mlflow.log_dict(  # what the API's /model/card (the advisors' model page) shows
-        {
-            "test_metrics": test_metrics,
-            "dummy_metrics": dummy_metrics,
-            "cost": settings.cost.model_dump(mode="json"),
-            "global_importance": shap_importance,
-            "importance_method": "mean |SHAP value| on the held-out test rows",
-        },
-        f"{SERVING_ARTIFACTS}/{MODEL_CARD_ARTIFACT}",
-    )
-    log_reference(
-        selected,
-        pd.concat([validation, test], ignore_index=True),
-        settings.registry.reference_rows,
-        settings.random_state,
-    )
-    champion, champion_version, problem = score_champion(
-        client, name, test, target, settings.cost, settings.fbeta_beta
-    )
-    decision = decide(test_metrics, champion, dummy_metrics, settings.registry.auc_tolerance)
-    decision.champion_version = champion_version
-    if problem:
-        decision.promote = False
-        decision.reasons.append(problem)
-    contract = load_contract(data_contract)
+
+
+def gate_model(
+    test_metrics: dict[str, float],
+    dummy_metrics: dict[str, float],
+    champion: ChampionScore,
+    model_version: ModelVersion,
+    params: DataScienceParams,
+) -> dict[str, Any]:
+    """The registry gate's decision on the new version (pure), and its report."""
+    decision = decide(test_metrics, champion, dummy_metrics, params.registry.auc_tolerance)
+    report = decision_report(decision, model_version.name, model_version.version)
+    return {"decision": decision, "report": report}
+
+
+def render_model_card(
+    selected: TrainedModel,
+    model_version: ModelVersion,
+    decision: GateDecision,
+    comparison: pd.DataFrame,
+    shap_importance: dict[str, float],
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    test: pd.DataFrame,
+    data_contract: DataContract,
+    params: DataScienceParams,
+    model_card_template: str,
+) -> dict[str, Any]:
+    """The model card of the new version: Markdown for people (from the template), and the
+    JSON the API's /model/card serves to advisors. The metrics are those the gate judged."""
+    _, target = _columns(data_contract)
     card = model_card(
         {
-            "model_name": name,
-            "version": version,
+            "model_name": model_version.name,
+            "version": model_version.version,
             "candidate": selected.name,
             "kind": selected.kind,
             "params": selected.params,
-            "run_id": info.run_id,
-            "git_commit": tags.get("git_commit"),
-            "data_hash": tags.get("dvc_model_input_md5"),
+            "run_id": model_version.run_id,
+            "git_commit": model_version.git_commit,
+            "data_hash": model_version.data_hash,
             "threshold": selected.threshold,
             "rows": {"train": len(train), "validation": len(validation), "test": len(test)},
-            "random_state": settings.random_state,
+            "random_state": params.random_state,
             "default_rate": float(train[target].mean()),
             "target": target,
-            "id_column": contract.id_column,
-            "sensitive_columns": contract.sensitive_columns,
+            "id_column": data_contract.id_column,
+            "sensitive_columns": data_contract.sensitive_columns,
             "selection_basis": str(comparison["selection_basis"].iloc[0])
             if "selection_basis" in comparison.columns
             else "validation",
             "features": selected.features,
-            "cost": settings.cost.model_dump(),
-            "test_metrics": test_metrics,
-            "dummy_metrics": dummy_metrics,
-            "oracle_auc": test_metrics.get("oracle_auc"),
+            "cost": params.cost.model_dump(),
+            "test_metrics": decision.challenger,
+            "dummy_metrics": decision.dummy,
+            "oracle_auc": decision.challenger.get("oracle_auc"),
             "comparison": comparison[[c for c in CARD_COLUMNS if c in comparison.columns]],
             "top_features": list(shap_importance.items())[:10],
             "gate_summary": decision.summary(),
         },
         model_card_template,
     )
-    mlflow.log_text(card, f"model_card_v{version}.md")
-    client.set_model_version_tag(name, version, "model_card", f"model_card_v{version}.md")
-    record_decision(client, name, version, decision)  # the champion alias moves here, last
-    return {"gate_report": decision_report(decision, name, version), "model_card": card}
+    serving_card = {
+        "test_metrics": decision.challenger,
+        "dummy_metrics": decision.dummy,
+        "cost": params.cost.model_dump(mode="json"),
+        "global_importance": shap_importance,
+        "importance_method": "mean |SHAP value| on the held-out test rows",
+    }
+    return {"card": card, "serving_card": serving_card}
+
+
+def promote_model(model_version: ModelVersion, decision: GateDecision, model_card: str) -> None:
+    """Record the gate's decision on the version, then move the aliases: ``challenger``
+    always, ``champion`` only when the gate promotes it.
+
+    Its inputs make it the last registration step: a run that dies before it leaves the
+    champion alias where it was. The card is logged here, in code, because its artifact name
+    carries the version number (``model_card_v<N>.md``, named in the version's tag), which a
+    catalog entry cannot.
+    """
+    name, version = model_version.name, model_version.version
+    client = MlflowClient()
+    card_file = f"model_card_v{version}.md"
+    mlflow.log_text(model_card, card_file)
+    client.set_model_version_tag(name, version, "model_card", card_file)
+    record_decision(client, name, version, decision)

@@ -1,4 +1,5 @@
-"""Training wiring: split, leakage check, candidates, selection, evaluation, registry gate."""
+"""Training wiring: split, leakage check, candidates, selection, evaluation, explanations, and
+the registration (log, champion, gate, card, promote: the aliases move in the last node)."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -6,8 +7,12 @@ from .nodes import (
     check_leakage,
     evaluate_model,
     explain_model,
+    gate_model,
+    log_model_version,
     plot_coefficient_path,
-    register_model,
+    promote_model,
+    render_model_card,
+    score_champion,
     select_model,
     split_data,
     train_candidates,
@@ -89,24 +94,70 @@ def create_pipeline(**kwargs: object) -> Pipeline:
                 name="plot_coefficient_path_node",
             ),
             Node(
-                register_model,
+                log_model_version,
                 inputs={
                     "selected": "selected_model",
                     "test": "test_set",
-                    "train": "train_set",
                     "validation": "validation_set",
+                    "outlier_bounds": "outlier_bounds",
+                    "data_contract": CONTRACT,
+                    "processing_params": "params:data_processing",
+                    "params": PARAMS,
+                },
+                outputs={
+                    "version": "model_version",
+                    "reference": "monitoring_reference_sample",
+                    "data_contract": "serving_data_contract",
+                    "data_processing": "serving_data_processing",
+                    "outlier_bounds": "serving_outlier_bounds",
+                },
+                name="log_model_version_node",
+            ),
+            Node(
+                score_champion,
+                inputs={"test": "test_set", "data_contract": CONTRACT, "params": PARAMS},
+                outputs="champion_score",
+                name="score_champion_node",
+            ),
+            Node(
+                gate_model,
+                inputs={
                     "test_metrics": "test_metrics",
                     "dummy_metrics": "dummy_test_metrics",
+                    "champion": "champion_score",
+                    "model_version": "model_version",
+                    "params": PARAMS,
+                },
+                outputs={"decision": "gate_decision", "report": "gate_report"},
+                name="gate_model_node",
+            ),
+            Node(
+                render_model_card,
+                inputs={
+                    "selected": "selected_model",
+                    "model_version": "model_version",
+                    "decision": "gate_decision",
                     "comparison": "model_comparison",
                     "shap_importance": "shap_importance",
+                    "train": "train_set",
+                    "validation": "validation_set",
+                    "test": "test_set",
                     "data_contract": CONTRACT,
                     "params": PARAMS,
-                    "outlier_bounds": "outlier_bounds",
-                    "processing_params": "params:data_processing",
                     "model_card_template": "model_card_template",
                 },
-                outputs={"gate_report": "gate_report", "model_card": "model_card"},
-                name="register_model_node",
+                outputs={"card": "model_card", "serving_card": "serving_model_card"},
+                name="render_model_card_node",
+            ),
+            Node(
+                promote_model,
+                inputs={
+                    "model_version": "model_version",
+                    "decision": "gate_decision",
+                    "model_card": "model_card",
+                },
+                outputs=None,
+                name="promote_model_node",
             ),
         ],
         tags="data_science",

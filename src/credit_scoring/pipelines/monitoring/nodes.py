@@ -19,7 +19,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from credit_scoring.config.data_science import DataScienceParams, load_params
+from credit_scoring.config.data_science import DataScienceParams
 from credit_scoring.config.monitoring import DriftParams, MonitoringParams
 from credit_scoring.core.contract import DataContract, load_contract
 from credit_scoring.core.features import transform_rows
@@ -173,7 +173,6 @@ def measure(
 ) -> dict[str, Any]:
     """Drift (Evidently) and performance on the labelled events; returns the summary and the
     HTML report."""
-    science = load_params(data_science)
     started = time.perf_counter()
     summary: dict[str, Any] = {
         "model_name": params.model_name,
@@ -204,7 +203,7 @@ def measure(
     else:
         drift, html = compare_drift(window, reference, params.drift, started)
         summary.update(drift)
-    summary["performance"] = performance(window, science, params.performance.min_labelled)
+    summary["performance"] = performance(window, data_science, params.performance.min_labelled)
     summary["degradation"] = degradation(summary["performance"], summary["reference_metrics"])
     summary["compute_seconds"] = round(time.perf_counter() - started, 3)
     return {"summary": summary, "html": html}
