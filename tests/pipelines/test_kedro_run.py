@@ -145,11 +145,13 @@ def test_a_differently_shaped_dataset_runs_with_a_conf_environment_only(project_
     assert result.returncode == 0, result.stderr[-3000:]
     probe = textwrap.dedent("""
         import credit_scoring.serving.service as s
+        from credit_scoring.serving import openapi, scoring
         try:
-            s._check_client_id("a" * 64)
-        except s.Unprocessable as error:
+            scoring.check_client_id(s.SPEC, "a" * 64)
+        except scoring.Unprocessable as error:
             assert "leave client_id out" in str(error)
-            print(s.SPEC.model_name, s.HAS_CLIENTS, sorted(s._openapi({"paths": {}})["paths"]))
+            paths = openapi.extend({"paths": {}}, s.OPERATIONS)["paths"]
+            print(s.SPEC.model_name, s.HAS_CLIENTS, sorted(paths))
     """)
     env.update(CREDIT_SCORING_MODEL_TAG="loan_risk:latest")
     result = subprocess.run(

@@ -231,7 +231,12 @@ def test_health_readiness_and_openapi(http):
         spec["paths"]
     )
     responses = spec["paths"]["/predict"]["post"]["responses"]
-    assert {"200", "413", "422"} <= set(responses)
+    assert {"200", "401", "413", "415", "422"} <= set(responses)
+    assert spec["paths"]["/predict"]["post"]["security"] == [{"bearer": []}]
+    assert {"/clients/search", "/clients/population", "/model/card"} <= set(spec["paths"])
+    search = spec["paths"]["/clients/search"]["get"]["parameters"]
+    assert [p["name"] for p in search] == ["client_id_prefix", "limit", "offset", "columns"]
+    assert "healthz" not in str(spec["paths"].get("/healthz", {}).get("get", {}).get("security"))
     application = spec["components"]["schemas"]["Application"]
     assert application["additionalProperties"] is False
     assert application["properties"]["EXT_SOURCE_1"]["anyOf"][0]["maximum"] == 1.0

@@ -12,17 +12,23 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, create_model
 
 from credit_scoring.core.contract import DataContract
 from credit_scoring.storage.clients import Filter
 
+PAGE_SIZE = 20
 PAGE_LIMIT = 50
+MAX_OFFSET = 10_000_000
+SAMPLE_SIZE = 500
 SAMPLE_LIMIT = 2000
 MAX_LISTED_COLUMNS = 8
 MAX_FEATURES = 4
 DEFAULT_LISTED_COLUMNS = 4
-_PREFIX = re.compile(r"^[0-9a-f]{1,64}$")
+PREFIX_PATTERN = r"^[0-9a-f]{1,64}$"
+_PREFIX = re.compile(PREFIX_PATTERN)
 
 
 class QueryError(ValueError):
@@ -155,8 +161,8 @@ def parse_search(params: Any, columns: Columns) -> Search:
     except QueryError as exc:
         errors += exc.errors
         filters = []
-    limit = _int(params, "limit", 20, 1, PAGE_LIMIT, errors)
-    offset = _int(params, "offset", 0, 0, 10_000_000, errors)
+    limit = _int(params, "limit", PAGE_SIZE, 1, PAGE_LIMIT, errors)
+    offset = _int(params, "offset", 0, 0, MAX_OFFSET, errors)
     listed = _columns(params, "columns", columns, MAX_LISTED_COLUMNS, errors)
     if errors:
         raise QueryError(errors)
@@ -181,7 +187,43 @@ def parse_population(params: Any, columns: Columns) -> Population:
     features = _columns(params, "features", columns, MAX_FEATURES, errors)
     if not features and not errors:
         errors.append(_problem("features", "missing", "give 1 to 4 columns to compare"))
-    size = _int(params, "sample", 500, 1, SAMPLE_LIMIT, errors)
+    size = _int(params, "sample", SAMPLE_SIZE, 1, SAMPLE_LIMIT, errors)
     if errors:
         raise QueryError(errors)
     return Population(filters, features, size)
+
+
+def query_models(columns: Columns) -> tuple[type[BaseModel], type[BaseModel]]:
+    """The typed query parameters of the search and of the comparison group, which the
+    OpenAPI document is generated from (same defaults and bounds as the parsers above, which
+    give the API's own 422 errors). The filters are not in them: their names carry a column.
+    """
+    column: Any = Literal[tuple(columns.all)] if columns.all else str
+    prefix: Any = (
+        str | None,
+        Field(None, pattern=PREFIX_PATTERN, description="the start of a pseudonymised id"),
+    )
+    search = create_model(
+        "SearchQuery",
+        client_id_prefix=prefix,
+        limit=(int, Field(PAGE_SIZE, ge=1, le=PAGE_LIMIT, description="clients per page")),
+        offset=(int, Field(0, ge=0, le=MAX_OFFSET, description="clients skipped")),
+        columns=(
+            list[column],
+            Field(
+                default_factory=list,
+                max_length=MAX_LISTED_COLUMNS,
+                description="columns listed (default: a few)",
+            ),
+        ),
+    )
+    population = create_model(
+        "PopulationQuery",
+        client_id_prefix=prefix,
+        features=(
+            list[column],
+            Field(min_length=1, max_length=MAX_FEATURES, description="1 to 4 columns to compare"),
+        ),
+        sample=(int, Field(SAMPLE_SIZE, ge=1, le=SAMPLE_LIMIT, description="largest sample")),
+    )
+    return search, population

@@ -12,13 +12,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from credit_scoring.core.encoding import category_codes, encode_categories, model_input
 from credit_scoring.core.spec import BACKGROUND_FILE, MODEL_DIR, ServingSpec, load_background
+
+Decision = Literal["accept", "refuse"]
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,10 @@ class Scorer:
 
     def refuse(self, probability: float) -> bool:
         return probability >= self.threshold
+
+    def decision(self, probability: float) -> Decision:
+        """The API's decision on a score: refuse at or above the threshold."""
+        return "refuse" if self.refuse(probability) else "accept"
 
     def frame(self, records: list[dict[str, Any]]) -> pd.DataFrame:
         """Processed records as the pipeline's primary table holds them (model features)."""

@@ -16,22 +16,17 @@ from __future__ import annotations
 import contextvars
 import logging
 import sys
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Sequence
 from timeit import default_timer
 from typing import Any
 
 from pydantic import ValidationError
 from starlette.routing import Match
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from credit_scoring.auth.guard import UNMATCHED, ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("credit_scoring.serving")
 
-UNMATCHED = "other"
 _SCOPE_KEY = "credit_scoring.route"
 _STATIC: dict[str, str] = {}  # paths of parameter-free routes: at most one per route
 
