@@ -1,8 +1,10 @@
 """The retrain trigger: token, payload validation, de-duplication and cooldown kept in the
-database (SQLite and PostgreSQL), concurrent deliveries, restarts, metrics."""
+database (SQLite and PostgreSQL), concurrent deliveries, restarts, metrics; refusals counted,
+not stored."""
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import Counter
 from datetime import timedelta
@@ -14,7 +16,7 @@ from starlette.testclient import TestClient
 
 from credit_scoring.monitoring.backends import Request
 from credit_scoring.monitoring.decisions import DecisionStore
-from credit_scoring.monitoring.trigger import TriggerSettings, create_app
+from credit_scoring.monitoring.trigger import REFUSALS_KEPT, TriggerSettings, create_app
 
 TOKEN = "s3cret-token-for-tests"
 
@@ -164,17 +166,13 @@ def test_refusals_are_4xx_with_the_reason_and_start_nothing(tmp_path: Path) -> N
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     backend = FakeBackend()
     client = client_for(url, backend)
-    assert client.post("/alerts", json=webhook("aa")).status_code == 401
-    assert (
-        client.post(
-            "/alerts", json=webhook("aa"), headers={"Authorization": "Bearer nope"}
-        ).status_code
-        == 401
-    )
-    assert (
-        client.post("/alerts", json=webhook("aa"), headers={"Authorization": TOKEN}).status_code
-        == 401
-    )
+    missing = client.post("/alerts", json=webhook("aa"))
+    forged = client.post("/alerts", json=webhook("aa"), headers={"Authorization": "Bearer nope"})
+    not_bearer = client.post("/alerts", json=webhook("aa"), headers={"Authorization": TOKEN})
+    for response in (missing, forged, not_bearer):
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"].startswith("Bearer")
+        assert response.json() == {"error": "missing or wrong bearer token"}
     bad = webhook("aa")
     bad["version"] = "3"
     response = client.post("/alerts", json=bad, headers=AUTH)
@@ -191,17 +189,60 @@ def test_refusals_are_4xx_with_the_reason_and_start_nothing(tmp_path: Path) -> N
     assert response.status_code == 422
     huge = client.post("/alerts", content=b"x" * (2 << 20), headers=AUTH)
     assert huge.status_code == 413
-    assert client.get("/alerts").status_code == 405
+    streamed = client.post("/alerts", content=(b"x" * 1024 for _ in range(2048)), headers=AUTH)
+    assert streamed.status_code == 413  # no declared length: counted while read
+    assert client.post("/alerts", content=b"x" * (2 << 20)).status_code == 401  # token first
+    assert client.get("/alerts", headers=AUTH).status_code == 405
     assert client.get("/../../etc/passwd").status_code == 404
     resolved = client.post("/alerts", json=webhook("aa", status="resolved"), headers=AUTH)
     assert resolved.json() == {"decision": "ignored"}
     assert backend.started == []
     decisions = [r["decision"] for r in DecisionStore(url).decisions()]
-    assert decisions == ["refused"] * 8 + ["ignored"]
+    assert decisions == ["ignored"]  # refusals are counted, not stored
     metrics = client.get("/metrics").text
-    assert 'credit_scoring_retrain_decisions_total{decision="refused"} 8.0' in metrics
+    assert 'credit_scoring_retrain_decisions_total{decision="refused"} 10.0' in metrics
     assert 'credit_scoring_retrain_decisions_total{decision="started"} 0.0' in metrics
-    assert client.get("/healthz").json()["status"] == "ok"
+    rejected = dict(re.findall(r'rejected_requests_total\{reason="(\w+)"\} (\S+)', metrics))
+    assert rejected == {
+        "no_token": "3.0",
+        "token_wrong": "1.0",
+        "invalid": "4.0",
+        "too_large": "2.0",
+        "not_found": "1.0",
+        "client_error": "1.0",  # the 405
+    }
+    health = client.get("/healthz").json()
+    assert health["status"] == "ok"
+    recent = health["recent_refusals"]
+    assert [(r["status"], r["reason"]) for r in recent[:2]] == [
+        (401, "no_token"),
+        (401, "token_wrong"),
+    ]
+    assert recent[-1]["endpoint"] == "other"  # the path a scanner invented is not kept
+    assert "etc/passwd" not in str(health)
+
+
+def test_a_flood_of_wrong_tokens_is_counted_and_stores_nothing(tmp_path: Path) -> None:
+    """2,000 deliveries with wrong tokens: no row, the counter at 2,000, the last ones kept."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    client = client_for(url, FakeBackend())
+    store = DecisionStore(url)
+    before = len(store.decisions())
+    body = webhook("aa")
+    for i in range(2000):
+        wrong = {"Authorization": f"Bearer wrong-{i}"}
+        assert client.post("/alerts", json=body, headers=wrong).status_code == 401
+    assert len(store.decisions()) == before == 0
+    metrics = client.get("/metrics").text
+    assert 'credit_scoring_retrain_rejected_requests_total{reason="token_wrong"} 2000.0' in metrics
+    assert 'credit_scoring_retrain_decisions_total{decision="refused"} 2000.0' in metrics
+    recent = client.get("/healthz").json()["recent_refusals"]
+    assert len(recent) == REFUSALS_KEPT
+    assert all(r["reason"] == "token_wrong" for r in recent)
+    assert "wrong-1999" not in str(recent)  # no token in the record
+    accepted = client.post("/alerts", json=body, headers=AUTH)
+    assert accepted.json()["decisions"][0]["decision"] == "started"
+    assert [r["decision"] for r in store.decisions()] == ["started"]
 
 
 def test_a_failed_backend_gives_the_window_back(tmp_path: Path) -> None:

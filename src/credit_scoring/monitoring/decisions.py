@@ -1,7 +1,9 @@
 """The retrain trigger's memory, in the serving database: every decision, and the cooldown.
 
-``retrain_decisions`` keeps one row per webhook delivery: when, the alert fingerprints, the
-decision (started / duplicate / cooldown / refused / ignored / failed) and why.
+``retrain_decisions`` keeps one row per accepted webhook delivery: when, the alert
+fingerprints, the decision (started / duplicate / cooldown / ignored / failed) and why. A
+refused request is not a row (the trigger counts it and keeps the last ones in memory);
+databases written before that may still hold ``refused`` rows.
 ``retrain_state`` holds one row per model: when its last retraining started. Taking the
 cooldown is one conditional UPDATE (``... WHERE last_started_at < cutoff``), atomic in SQLite
 and PostgreSQL alike: of any number of concurrent deliveries, from one trigger process or
@@ -57,7 +59,7 @@ runs_table = sa.Table(
     sa.Column("detail", sa.String(4000), nullable=True),
 )
 
-DECISIONS = ("started", "duplicate", "cooldown", "refused", "ignored", "failed")
+DECISIONS = ("started", "duplicate", "cooldown", "ignored", "failed")  # the stored ones
 
 
 @dataclass(frozen=True)

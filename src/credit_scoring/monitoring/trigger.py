@@ -5,10 +5,14 @@
 ``POST /alerts`` takes Alertmanager's webhook (payload version 4) with a shared bearer
 token. A payload that is not Alertmanager's gets a 4xx with the field at fault and starts
 nothing. Of all the firing alerts that arrive for a model within the cooldown (default 6 h),
-however many and however concurrent, exactly one starts a retraining; every delivery's
-decision (started / duplicate / cooldown / refused / ignored / failed) is stored in the
+however many and however concurrent, exactly one starts a retraining; every accepted
+delivery's decision (started / duplicate / cooldown / ignored / failed) is stored in the
 database with the alert fingerprints (``decisions.py``), so a restart forgets nothing.
-``GET /healthz`` and ``GET /metrics`` (Prometheus) are open.
+The token and the body limit are checked by the HTTP guard the API uses (``auth.guard``).
+A refused request (no or wrong token, too large, not a webhook) is counted by reason on
+``/metrics`` and the last ones are listed on ``/healthz``, but not stored: anyone can send
+one, and a row each let a caller grow the database at its own pace (2,000 wrong tokens
+wrote 2,000 rows in 2.2 s). ``GET /healthz`` and ``GET /metrics`` (Prometheus) are open.
 
 Settings from the environment (``CREDIT_SCORING_TRIGGER_*``, see ``TriggerSettings``); the
 token is ``CREDIT_SCORING_TRIGGER_TOKEN``. Without a token the trigger refuses to start
@@ -18,9 +22,10 @@ unless ``CREDIT_SCORING_ENVIRONMENT`` is ``development`` (the default).
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
-from datetime import datetime, timedelta
+from collections import deque
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,10 +39,13 @@ from prometheus_client import (
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from credit_scoring.auth.guard import UNMATCHED, HttpGuard, Refusal, Scope, SharedToken, Wording
+from credit_scoring.auth.tokens import Identity
 from credit_scoring.monitoring.backends import (
     JOB_TEMPLATE,
     Backend,
@@ -52,6 +60,13 @@ from credit_scoring.storage.database import database_url
 logger = logging.getLogger("credit_scoring.trigger")
 
 MAX_BODY_BYTES = 1 << 20  # Alertmanager's payloads are small; max_alerts bounds them too
+ROUTES = ("/alerts", "/healthz", "/metrics")
+DELIVERY = ("POST", "/alerts")
+REFUSALS_KEPT = 100  # the last refusals listed on /healthz
+WEBHOOK = Identity(subject="alertmanager", roles=frozenset({"webhook"}))
+WORDING = Wording(
+    unauthenticated="missing or wrong bearer token", too_large="body larger than {limit} bytes"
+)
 
 
 class TriggerSettings(BaseSettings):
@@ -134,8 +149,15 @@ class Metrics:
             ["decision"],
             registry=registry,
         )
-        for decision in DECISIONS:
+        for decision in (*DECISIONS, "refused"):
             self.decisions.labels(decision=decision)  # every series exists from the start
+        self.rejected = Counter(
+            "credit_scoring_retrain_rejected_requests",
+            "Requests refused, by reason (no_token, token_wrong, too_large, invalid, "
+            "not_found, ...)",
+            ["reason"],
+            registry=registry,
+        )
         self.last_started = Gauge(
             "credit_scoring_retrain_last_started_timestamp_seconds",
             "When the last retraining was started by this trigger (Unix time)",
@@ -143,14 +165,38 @@ class Metrics:
         )
 
 
+class Refusals:
+    """The guard's ``on_reject``: each refused request counted by reason, a refused delivery
+    also as the ``refused`` decision, and the last ``kept`` held in memory (not stored)."""
+
+    def __init__(self, metrics: Metrics, kept: int = REFUSALS_KEPT) -> None:
+        self.metrics = metrics
+        self.recent: deque[dict[str, Any]] = deque(maxlen=kept)
+
+    def __call__(self, refusal: Refusal) -> None:
+        self.metrics.rejected.labels(reason=refusal.reason).inc()
+        if (refusal.method, refusal.endpoint) == DELIVERY:
+            self.metrics.decisions.labels(decision="refused").inc()
+        at = datetime.now(UTC).isoformat(timespec="seconds")
+        self.recent.append({"at": at, **asdict(refusal)})
+
+
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+def _endpoint(scope: Scope) -> str:
+    return str(scope["path"]) if scope["path"] in ROUTES else UNMATCHED
+
+
+def _required_roles(path: str) -> frozenset[str] | None:
+    return WEBHOOK.roles if path == "/alerts" else None
 
 
 def create_app(settings: TriggerSettings, backend: Backend, store: DecisionStore) -> Starlette:
     registry = CollectorRegistry()
     metrics = Metrics(registry)
-    expected = settings.token.get_secret_value().encode() if settings.token else None
+    refusals = Refusals(metrics)
     cooldown = timedelta(seconds=settings.cooldown_seconds)
 
     async def record(decision: str, reason: str, **fields: Any) -> None:
@@ -158,27 +204,10 @@ def create_app(settings: TriggerSettings, backend: Backend, store: DecisionStore
         await asyncio.to_thread(store.record, decision, reason, **fields)
         metrics.decisions.labels(decision=decision).inc()
 
-    async def refuse(status: int, reason: str, **extra: Any) -> JSONResponse:
-        logger.info("Refused an alert delivery: %s", reason)
-        await record("refused", reason)
-        return _error(status, reason, **extra)
-
     async def alerts(request: Request) -> JSONResponse:
-        if expected is not None:
-            header = request.headers.get("authorization", "")
-            scheme, _, given = header.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), expected):
-                return await refuse(401, "missing or wrong bearer token")
-        declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
-            return await refuse(413, f"body larger than {MAX_BODY_BYTES} bytes")
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY_BYTES:
-                return await refuse(413, f"body larger than {MAX_BODY_BYTES} bytes")
+        # the guard has checked the token and the body's size (and counts this 422 too)
         try:
-            payload = Webhook.model_validate_json(body)
+            payload = Webhook.model_validate_json(await request.body())
         except ValidationError as exc:
             errors = [
                 {
@@ -189,7 +218,7 @@ def create_app(settings: TriggerSettings, backend: Backend, store: DecisionStore
                 for e in exc.errors()[:20]
             ]
             first = errors[0]
-            return await refuse(
+            return _error(
                 422,
                 f"not an Alertmanager webhook (version 4): {first['field']}: {first['message']}",
                 errors=errors,
@@ -248,7 +277,8 @@ def create_app(settings: TriggerSettings, backend: Backend, store: DecisionStore
         return JSONResponse({"decisions": results}, status_code=status)
 
     async def healthz(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "backend": backend.name})
+        recent = list(refusals.recent)
+        return JSONResponse({"status": "ok", "backend": backend.name, "recent_refusals": recent})
 
     async def metrics_route(request: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
@@ -261,6 +291,18 @@ def create_app(settings: TriggerSettings, backend: Backend, store: DecisionStore
     async def not_allowed(request: Request, exc: Exception) -> JSONResponse:
         return _error(405, "method not allowed on this route")
 
+    guard = Middleware(
+        HttpGuard,
+        max_body_bytes=MAX_BODY_BYTES,
+        authenticator=SharedToken(settings.token.get_secret_value(), WEBHOOK)
+        if settings.token
+        else None,
+        required_roles=_required_roles,
+        on_reject=refusals,
+        endpoint=_endpoint,
+        wording=WORDING,
+        logger=logger,
+    )
     return Starlette(
         routes=[
             Route("/alerts", alerts, methods=["POST"]),
@@ -268,6 +310,7 @@ def create_app(settings: TriggerSettings, backend: Backend, store: DecisionStore
             Route("/metrics", metrics_route, methods=["GET"]),
         ],
         exception_handlers={404: not_found, 405: not_allowed},
+        middleware=[guard],
     )
 
 
