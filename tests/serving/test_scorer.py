@@ -33,10 +33,10 @@ def test_a_logistic_regression_champion_scores_and_explains(
     y = primary[target].to_numpy()
     declared = {n: c.allowed for n, c in lightgbm_spec.contract.columns.items() if c.allowed}
     ctx = FitContext(groups=[], categories=category_codes(x, declared), folds=2, random_state=0)
-    from credit_scoring.training.imputation import load_groups
+    from credit_scoring.core.processing import load_processing
 
     ctx = FitContext(
-        groups=load_groups(parameters["data_processing"]["imputation"]),
+        groups=load_processing(parameters["data_processing"]).imputation,
         categories=ctx.categories,
         folds=2,
         random_state=0,

@@ -7,12 +7,14 @@ import pandas as pd
 import pytest
 
 from credit_scoring.core.errors import ContractError
-from credit_scoring.training.imputation import (
-    apply_imputer,
-    assign_columns,
-    fit_imputer,
-    load_groups,
-)
+from credit_scoring.core.processing import ImputationGroup, load_processing
+from credit_scoring.training.imputation import apply_imputer, assign_columns, fit_imputer
+
+
+def load_groups(raw: list[dict]) -> list[ImputationGroup]:
+    """The groups as the start-up check parses them (``data_processing.imputation``)."""
+    return load_processing({"imputation": raw}).imputation
+
 
 FRAME = pd.DataFrame(
     {

@@ -91,16 +91,8 @@ class DataContract(FrozenStrict):
         return list(self.columns)
 
     @property
-    def categorical_columns(self) -> list[str]:
-        return [name for name, spec in self.columns.items() if spec.dtype == "category"]
-
-    @property
     def sensitive_columns(self) -> list[str]:
         return [name for name, spec in self.columns.items() if spec.sensitive]
-
-    @property
-    def numeric_columns(self) -> list[str]:
-        return [name for name, spec in self.columns.items() if spec.dtype in ("float", "int")]
 
 
 def load_contract(raw: dict[str, Any] | DataContract) -> DataContract:

@@ -11,13 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-from pydantic import TypeAdapter, ValidationError
 from sklearn.compose import ColumnTransformer
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401  (registers the class)
 from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
 
 from credit_scoring.core.encoding import nan_for_missing
-from credit_scoring.core.errors import ContractError, config_error
+from credit_scoring.core.errors import ContractError
 from credit_scoring.core.processing import ImputationGroup
 
 
@@ -30,15 +29,6 @@ def group_estimator(group: ImputationGroup) -> Any:
     if group.strategy == "constant":
         return SimpleImputer(strategy="constant", fill_value=group.fill_value)
     return SimpleImputer(strategy=group.strategy)
-
-
-def load_groups(raw: list[dict[str, Any]] | list[ImputationGroup]) -> list[ImputationGroup]:
-    try:
-        return TypeAdapter(list[ImputationGroup]).validate_python(raw)
-    except ValidationError as exc:
-        raise config_error(
-            exc, "data_processing.imputation", "conf/base/parameters_data_processing.yml"
-        ) from None
 
 
 def assign_columns(
