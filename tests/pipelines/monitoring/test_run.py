@@ -36,7 +36,9 @@ print(json.dumps({
 def test_a_monitoring_run_imports_neither_lightgbm_nor_optuna(trained_project: Path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{trained_project / 'mlflow.db'}"
-    env["CREDIT_SCORING_DATABASE_URL"] = f"sqlite:///{trained_project / 'data/09_serving/serving.db'}"
+    env["CREDIT_SCORING_DATABASE_URL"] = (
+        f"sqlite:///{trained_project / 'data/09_serving/serving.db'}"
+    )
     result = subprocess.run(
         [sys.executable, "-c", RUN_MONITORING, str(trained_project)],
         cwd=trained_project,
