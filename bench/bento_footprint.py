@@ -13,6 +13,7 @@ Each environment's size on disk is measured, then the same bento is started from
 start to the first ``/readyz`` 200 is recorded. Results: ``bench/results/bento_footprint.json``.
 
     make bench-footprint            # after make run && make build
+    python bench/bento_footprint.py --smoke [--bento TAG]  # the serving environment, 1 round
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,6 +31,10 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from smoke import add_arguments, write_results  # bench/smoke.py
+
+from credit_scoring.devtools.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "bento_footprint.json"
@@ -54,15 +59,9 @@ def make_env(requirements: Path, target: Path) -> Path:
     return target
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def cold_start(env: Path, tag: str, database: str, timeout: float = 120.0) -> float:
     """Seconds from `bentoml serve` start to the first /readyz 200."""
-    port = _free_port()
+    port = free_port()
     environ = {**os.environ, "CREDIT_SCORING_DATABASE_URL": database}
     environ.pop("PYTHONPATH", None)
     start = time.perf_counter()
@@ -94,55 +93,61 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bento", default="credit_scoring:latest")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.rounds = 1
 
     import bentoml
 
     bento = bentoml.get(args.bento)
     tag = str(bento.tag)
     work = Path(tempfile.mkdtemp(prefix="bento-footprint-"))
-    full_requirements = work / "full-requirements.txt"
-    subprocess.run(
-        [
-            *_uv(),
-            *("export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project", "--quiet"),
-            *("-o", str(full_requirements)),
-        ],
-        cwd=ROOT,
-        check=True,
-    )
-    requirements = {
-        "serving": Path(bento.path) / "env" / "python" / "requirements.txt",
-        "full": full_requirements,
-    }
-    envs = {name: make_env(req, work / f"venv-{name}") for name, req in requirements.items()}
-    database = f"sqlite:///{work / 'serving.db'}"
-    starts: dict[str, list[float]] = {name: [] for name in envs}
-    for _ in range(args.rounds):
-        for name, env in envs.items():
-            starts[name].append(cold_start(env, tag, database))
-    result: dict[str, object] = {
-        "bento": tag,
-        "rounds": args.rounds,
-        "environments": {
-            name: {
-                "requirements": sum(
-                    1
-                    for line in requirements[name].read_text().splitlines()
-                    if line and not line.lstrip().startswith("#")
-                ),
-                "installed_mb": round(_size_mb(env), 1),
-                "cold_start_s": [round(s, 2) for s in starts[name]],
-                "cold_start_median_s": round(statistics.median(starts[name]), 2),
-            }
-            for name, env in envs.items()
-        },
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    try:
+        full_requirements = work / "full-requirements.txt"
+        subprocess.run(
+            [
+                *_uv(),
+                *("export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project", "--quiet"),
+                *("-o", str(full_requirements)),
+            ],
+            cwd=ROOT,
+            check=True,
+        )
+        requirements = {
+            "serving": Path(bento.path) / "env" / "python" / "requirements.txt",
+            "full": full_requirements,
+        }
+        if args.smoke:  # the full environment is ~1.7 GB to install; the code path is the same
+            del requirements["full"]
+        envs = {name: make_env(req, work / f"venv-{name}") for name, req in requirements.items()}
+        database = f"sqlite:///{work / 'serving.db'}"
+        starts: dict[str, list[float]] = {name: [] for name in envs}
+        for _ in range(args.rounds):
+            for name, env in envs.items():
+                starts[name].append(cold_start(env, tag, database))
+        result: dict[str, object] = {
+            "bento": tag,
+            "rounds": args.rounds,
+            "environments": {
+                name: {
+                    "requirements": sum(
+                        1
+                        for line in requirements[name].read_text().splitlines()
+                        if line and not line.lstrip().startswith("#")
+                    ),
+                    "installed_mb": round(_size_mb(env), 1),
+                    "cold_start_s": [round(s, 2) for s in starts[name]],
+                    "cold_start_median_s": round(statistics.median(starts[name]), 2),
+                }
+                for name, env in envs.items()
+            },
+            "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        }
+    finally:  # the environments are hundreds of MB
+        shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(result, indent=2))
+    write_results(args, RESULTS, result)
     return result
 
 

@@ -2,6 +2,7 @@
 explanation visible in the browser (target: p95 under 1.5 s with the API on loopback).
 
     make bench-dashboard        # after `make run` and `make build`
+    python bench/dashboard.py --smoke [--api-url URL]   # 2 clients, once (bench/smoke.py)
 
 One run: the project's bento (`bentoml serve`, 2 workers, a copy of the project's database),
 the dashboard (`streamlit run`), and Debian's Chromium driven by Playwright. The advisor
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 
 import httpx
+from smoke import add_arguments, write_results  # bench/smoke.py
 
 from credit_scoring.auth.tokens import mint_development_token
 from credit_scoring.config.loader import PROJECT_ROOT
@@ -68,14 +70,24 @@ def start_api(work: Path) -> tuple[subprocess.Popen[bytes], str]:
     return process, url
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=2, help="passes over the 20 listed clients")
-    args = parser.parse_args()
+    parser.add_argument("--rounds", type=int, default=2, help="passes over the listed clients")
+    parser.add_argument("--clients", type=int, default=20, help="the first N search results")
+    parser.add_argument(
+        "--api-url",
+        default=None,
+        help="an API already serving the project's bento (default: start one on a copy of "
+        "the project's database)",
+    )
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.rounds, args.clients = 1, 2
     from playwright.sync_api import sync_playwright
 
     work = Path(tempfile.mkdtemp(prefix="bench-dashboard-"))
-    api, url = start_api(work)
+    api, url = (None, args.api_url.rstrip("/")) if args.api_url else start_api(work)
     dashboard = journey.start_dashboard(url, free_port(), work / "dashboard.log")
     base = f"http://127.0.0.1:{dashboard.args[dashboard.args.index('--server.port') + 1]}/"
     headers = {"Authorization": f"Bearer {mint_development_token('bench', ['advisor'])}"}
@@ -91,7 +103,7 @@ def main() -> None:
                 c["client_id"]
                 for c in httpx.get(
                     f"{url}/clients/search",
-                    params=[("eq:NAME_CONTRACT_TYPE", "Revolving loans"), ("limit", 20)],
+                    params=[("eq:NAME_CONTRACT_TYPE", "Revolving loans"), ("limit", args.clients)],
                     headers=headers,
                 ).json()["clients"]
             ]
@@ -106,8 +118,9 @@ def main() -> None:
             browser.close()
     finally:
         for process in (dashboard, api):
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=60)
+            if process is not None:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=60)
     steady = opened[1:]  # the first open also loads the charting library into the page
     result = {
         "benchmark": "dashboard",
@@ -126,9 +139,8 @@ def main() -> None:
         "target": {"p95_s": TARGET_P95_S, "met": percentile(opened, 95) < TARGET_P95_S},
         "samples_s": [round(s, 3) for s in opened],
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
     print(json.dumps({k: v for k, v in result.items() if k != "samples_s"}, indent=2))
+    write_results(args, RESULTS, result)
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -8,10 +8,13 @@ capabilities), and (b) the peer: `bentoml serve` of the same bento in the projec
 environment, no container (one untimed warm-up each first; the peer writes its bytecode as
 the image has it compiled). Targets: service image under 700 MB, container cold start under
 10 s. Results: bench/results/images.json.
+
+    python bench/images.py --smoke [--project DIR] [--bento TAG]   # no build: the bare peer once
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -24,9 +27,12 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
+
+from smoke import add_arguments, write_results  # bench/smoke.py
 
 from credit_scoring.config.loader import PROJECT_ROOT
-from credit_scoring.devtools.demo import free_port
+from credit_scoring.devtools.processes import free_port
 from credit_scoring.ops.docker_engine import SYSTEM_CA_BUNDLE, Engine, engine, local_base_image
 
 ROUNDS = 3
@@ -98,8 +104,21 @@ def bare_start(bento: str, data: Path) -> float:
         process.wait(timeout=60)
 
 
-def main() -> int:
-    with engine() as docker, tempfile.TemporaryDirectory(prefix="bench-images-") as folder:
+def data_folder(folder: Path, project: Path) -> Path:
+    """A copy of the project's client feature store, writable by the containers' user."""
+    data = folder / "data"
+    data.mkdir()
+    shutil.copy(project / "data/09_serving/serving.db", data / "serving.db")
+    if os.geteuid() == 0:
+        os.chown(data, 10001, 10001)
+        os.chown(data / "serving.db", 10001, 10001)
+    return data
+
+
+def build_and_measure(data: Path, rounds: int) -> dict[str, Any]:
+    """Both images built, then the container's and the bare service's cold starts
+    (alternating: this VM's speed drifts)."""
+    with engine() as docker:
         registry = docker.run("pull", "python:3.11-slim", timeout=120).returncode == 0
         base = "python:3.11-slim" if registry else local_base_image(docker)
         ca = ["--secret", f"id=ca,src={SYSTEM_CA_BUNDLE}"] if SYSTEM_CA_BUNDLE.exists() else []
@@ -120,16 +139,10 @@ def main() -> int:
         service_build = time.monotonic() - built
         bento = json.loads(docker.run("image", "inspect", service, check=True).stdout)[0]
         bento_tag = bento["Config"]["Labels"]["io.credit-scoring.bento"]
-        data = Path(folder) / "data"
-        data.mkdir()
-        shutil.copy(PROJECT_ROOT / "data/09_serving/serving.db", data / "serving.db")
-        if os.geteuid() == 0:
-            os.chown(data, 10001, 10001)
-            os.chown(data / "serving.db", 10001, 10001)
         container, bare = [], []
         container_start(docker, service, data)  # warm-up, not timed: page cache, bytecode
         bare_start(bento_tag, data)
-        for _ in range(ROUNDS):
+        for _ in range(rounds):
             container.append(container_start(docker, service, data))
             bare.append(bare_start(bento_tag, data))
         sizes = {
@@ -140,23 +153,55 @@ def main() -> int:
         base_mb = (
             json.loads(docker.run("image", "inspect", base, check=True).stdout)[0]["Size"] / 1e6
         )
-    results = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+    return {
         "base_image": base,
         "base_image_mb": round(base_mb, 1),
         "image_mb": {k: round(v, 1) for k, v in sizes.items()},
         "build_seconds": {"pipeline": round(pipeline_build, 1), "service": round(service_build, 1)},
+        "service_container": container,
+        "bare_bentoml_serve": bare,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--project", type=Path, default=PROJECT_ROOT, help="whose client feature store to serve"
+    )
+    parser.add_argument(
+        "--bento",
+        default="credit_scoring:latest",
+        help="with --smoke: the bento to start bare (a full run serves the one in the image)",
+    )
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-images-") as folder:
+        data = data_folder(Path(folder), args.project)
+        if args.smoke:
+            # Building both images takes minutes (tests/ops/test_images.py builds and runs
+            # them as the cluster does): a smoke run times the bare peer once, no engine.
+            images, container, bare = None, [], [bare_start(args.bento, data)]
+        else:
+            images = build_and_measure(data, ROUNDS)
+            container, bare = images.pop("service_container"), images.pop("bare_bentoml_serve")
+    results: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        **(images or {"images": "not built (--smoke)"}),
         "cold_start_seconds": {
             "service_container": [round(x, 2) for x in container],
             "bare_bentoml_serve": [round(x, 2) for x in bare],
-            "service_container_median": round(statistics.median(container), 2),
+            "service_container_median": round(statistics.median(container), 2)
+            if container
+            else None,
             "bare_bentoml_serve_median": round(statistics.median(bare), 2),
         },
         "targets": {"service_image_mb": 700, "cold_start_seconds": 10},
     }
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
-    met = sizes["service"] < 700 and statistics.median(container) < 10
+    write_results(args, RESULTS, results)
+    if images is None:
+        return 0
+    met = images["image_mb"]["service"] < 700 and statistics.median(container) < 10
     return 0 if met else 1
 
 

@@ -9,6 +9,7 @@ copy of the project, then measures, in one run on the same data:
 Writes bench/results/processing_home_credit.json.
 
     uv run python bench/processing_home_credit.py [--n-applications 307511]
+    uv run python bench/processing_home_credit.py --smoke    # 1,000 applications (bench/smoke.py)
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from pathlib import Path
 import pandas as pd
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
+from smoke import add_arguments, write_results  # bench/smoke.py
 
 from credit_scoring.config.loader import PROJECT_ROOT, project_parameters
+from credit_scoring.config.sections import SECTIONS
 from credit_scoring.config.synthetic import HOME_CREDIT_SIZE, SyntheticParams
 from credit_scoring.core.contract import load_contract
 from credit_scoring.devtools.sandbox import kedro_run, make_project_copy
@@ -35,6 +38,7 @@ from credit_scoring.training.privacy import DEVELOPMENT_KEY
 from credit_scoring.training.synthetic import generate, write
 
 RESULTS = PROJECT_ROOT / "bench" / "results" / "processing_home_credit.json"
+SMOKE_APPLICATIONS = 1000
 
 
 def _kedro_run(project: Path, pipeline: str) -> dict[str, float]:
@@ -54,8 +58,9 @@ def _in_memory(raw: Path) -> dict[str, float]:
         "applications_raw": pd.read_csv(raw / "application_train.csv"),
         "bureau_raw": pd.read_csv(raw / "bureau.csv"),
         "pseudonymisation_key": DEVELOPMENT_KEY,
-        **{
-            f"params:{k}": params[k] for k in ("data_contract", "data_ingestion", "data_processing")
+        **{  # typed, as Kedro hands them to the nodes
+            f"params:{k}": SECTIONS[k].model_validate(params[k])
+            for k in ("data_contract", "data_ingestion", "data_processing")
         },
     }
     read = time.perf_counter() - start
@@ -68,15 +73,17 @@ def _in_memory(raw: Path) -> dict[str, float]:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--n-applications", type=int, default=HOME_CREDIT_SIZE)
-    args = parser.parse_args()
+    parser.add_argument("--n-applications", type=int, default=None, help="default: Home Credit's")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    n_applications = args.n_applications or (SMOKE_APPLICATIONS if args.smoke else HOME_CREDIT_SIZE)
     with tempfile.TemporaryDirectory() as tmp:
         project = make_project_copy(Path(tmp))
         raw = project / "data" / "01_raw"
         start = time.perf_counter()
-        tables = generate(SyntheticParams(n_applications=args.n_applications))
+        tables = generate(SyntheticParams(n_applications=n_applications))
         write(tables, raw)
         generation = time.perf_counter() - start
         rows = {name: len(frame) for name, frame in tables.items()}
@@ -94,9 +101,8 @@ def main() -> None:
         "peer_in_memory_nodes": in_memory,
         "kedro_total_over_in_memory": round(kedro_total / in_memory["wall_s"], 2),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+    write_results(args, RESULTS, result)
 
 
 if __name__ == "__main__":

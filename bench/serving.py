@@ -11,6 +11,7 @@ interleaved rounds (this VM's speed drifts between minutes; medians of rounds ar
 Writes bench/results/serving.json.
 
     make bench-serving          # after `make run`; needs wrk (apt-get install wrk)
+    python bench/serving.py --smoke [--project DIR] [--bento TAG]    # 1 s per target, 1 round
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,9 +34,11 @@ from typing import Any
 
 import httpx
 import pandas as pd
+from smoke import add_arguments, write_results  # bench/smoke.py
 
 from credit_scoring.auth.tokens import mint_development_token
 from credit_scoring.config.loader import PROJECT_ROOT
+from credit_scoring.devtools.processes import free_port
 
 RESULTS = PROJECT_ROOT / "bench" / "results" / "serving.json"
 LUA = """
@@ -98,12 +100,6 @@ def verification_share(
     return round(verification["hs256_first_use_us"] / per_request_us, 4)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -126,10 +122,16 @@ def start(name: str, cmd: list[str], env: dict[str, str], work: Path) -> subproc
 
 
 def serve_bento(
-    name: str, port: int, env: dict[str, str], work: Path, **settings: str
+    name: str,
+    port: int,
+    env: dict[str, str],
+    work: Path,
+    bento: str = "credit_scoring:latest",
+    **settings: str,
 ) -> subprocess.Popen[bytes]:
-    """`bentoml serve` of the latest bento, with service settings (CREDIT_SCORING_*)."""
-    cmd = [sys.executable, "-m", "bentoml", "serve", "credit_scoring:latest"]
+    """`bentoml serve` of a bento (the latest by default), with service settings
+    (CREDIT_SCORING_*)."""
+    cmd = [sys.executable, "-m", "bentoml", "serve", bento]
     return start(
         name, [*cmd, "--host", "127.0.0.1", "--port", str(port)], {**env, **settings}, work
     )
@@ -182,7 +184,17 @@ def median_of(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def main() -> None:
+def bento_spec(bento: str) -> dict[str, Any]:
+    """The serving spec of the model that ``bento`` serves (of the current BentoML store)."""
+    import bentoml
+
+    (model,) = (m.tag for service in bentoml.get(bento).info.services for m in service.models)
+    return dict(
+        json.loads((Path(bentoml.models.get(model).path) / "serving_spec.json").read_text())
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=15, help="per round and target")
     parser.add_argument("--rounds", type=int, default=4)
@@ -193,22 +205,39 @@ def main() -> None:
         action="store_true",
         help="only measure token verification and update that part of the results file",
     )
-    args = parser.parse_args()
+    parser.add_argument(
+        "--project",
+        type=Path,
+        default=PROJECT_ROOT,
+        help="the trained project: its MLflow store (the champion) and client feature store",
+    )
+    parser.add_argument(
+        "--bento",
+        default=None,
+        help="serve this bento of the current BentoML store (default: package the project's "
+        "champion in a throw-away store, as `make build` does)",
+    )
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    warm_up_seconds, repeat = 3, 2000
+    if args.smoke:
+        args.seconds, args.rounds, args.workers, warm_up_seconds, repeat = 1, 1, 1, 1, 50
+    project = args.project.resolve()
     if args.verification_only:
         result = json.loads(RESULTS.read_text())
-        result["token_verification"] = verification_cost()
+        result["token_verification"] = verification_cost(repeat)
         result["token_verification_measured"] = time.strftime("%Y-%m-%d %H:%M:%S")
         result["ratios"]["token_first_use_share_of_predict"] = verification_share(
             result["token_verification"],
             result["median_of_rounds"]["api_predict"]["requests_per_s"],
             args.workers,
         )
-        RESULTS.write_text(json.dumps(result, indent=2))
+        write_results(args, RESULTS, result)
         print(result["token_verification"], result["ratios"])
         return
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk")
-    mlflow_db = PROJECT_ROOT / "mlflow.db"
+    mlflow_db = project / "mlflow.db"
     if not mlflow_db.exists():
         sys.exit("No MLflow store: run `make run` first (it trains and promotes a champion).")
 
@@ -219,21 +248,25 @@ def main() -> None:
         PATH=f"{bin_dir}:{os.environ['PATH']}",  # mlflow models serve calls uvicorn
         # `make build`'s uv, found before the venv's bin/ (which has no uv) comes first
         UV=os.environ.get("UV") or shutil.which("uv") or "python3 -m uv",
-        BENTOML_HOME=str(work / "bentoml"),
         BENTOML_DO_NOT_TRACK="True",
         DO_NOT_TRACK="1",
         MLFLOW_TRACKING_URI=f"sqlite:///{mlflow_db}",
         CREDIT_SCORING_WORKERS=str(args.workers),
     )
-    # the bento, exactly as `make build` makes it, in a throw-away BentoML store
-    subprocess.run(
-        [sys.executable, "-m", "credit_scoring.cli", "build"],
-        env=env,
-        check=True,
-        cwd=PROJECT_ROOT,
-    )
-    spec_path = next((work / "bentoml/models/credit_scoring").glob("*/serving_spec.json"))
-    spec = json.loads(spec_path.read_text())
+    bento = args.bento or "credit_scoring:latest"
+    if args.bento:
+        spec = bento_spec(args.bento)
+    else:
+        # the bento, exactly as `make build` makes it, in a throw-away BentoML store
+        env["BENTOML_HOME"] = str(work / "bentoml")
+        subprocess.run(
+            [sys.executable, "-m", "credit_scoring.cli", "build", "--project", str(project)],
+            env=env,
+            check=True,
+            cwd=PROJECT_ROOT,
+        )
+        spec_path = next((work / "bentoml/models/credit_scoring").glob("*/serving_spec.json"))
+        spec = json.loads(spec_path.read_text())
 
     # one real application: a client from the feature store (same body for every target)
     from credit_scoring.core.spec import ServingSpec, json_records
@@ -241,11 +274,11 @@ def main() -> None:
     from credit_scoring.storage.database import database_url
 
     serving = ServingSpec.model_validate(spec)
-    url = database_url(PROJECT_ROOT)
+    url = database_url(project)
     db_url = (
         url
         if "://" in url and not url.startswith("sqlite:///data")
-        else (f"sqlite:///{PROJECT_ROOT / url.removeprefix('sqlite:///')}")
+        else (f"sqlite:///{project / url.removeprefix('sqlite:///')}")
     )
     features = pd.read_sql_table(CLIENT_FEATURES_TABLE, db_url).head(1)
     record = json_records(features, serving.request_columns())[0]
@@ -265,13 +298,19 @@ def main() -> None:
     events_db = work / "events.db"
     procs = {
         "bento": serve_bento(
-            "bento", ports["bento"], env, work, CREDIT_SCORING_DATABASE_URL=f"sqlite:///{events_db}"
+            "bento",
+            ports["bento"],
+            env,
+            work,
+            bento,
+            CREDIT_SCORING_DATABASE_URL=f"sqlite:///{events_db}",
         ),
         "bento_no_events": serve_bento(
             "bento_no_events",
             ports["bento_no_events"],
             env,
             work,
+            bento,
             CREDIT_SCORING_LOG_EVENTS="false",
             CREDIT_SCORING_DATABASE_URL=f"sqlite:///{work / 'no-events.db'}",
         ),
@@ -342,7 +381,7 @@ def main() -> None:
         }
         warm_up = {}
         for name, (target, body) in targets.items():
-            warm_up[name] = wrk(target, body, 3, args.connections, work)
+            warm_up[name] = wrk(target, body, warm_up_seconds, args.connections, work)
         rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
         order = list(targets)
         for r in range(args.rounds):
@@ -396,7 +435,7 @@ def main() -> None:
         # every answered /predict and /explain of the events server is in its database
         "every_answered_decision_stored": int(stored["n"].iloc[0]) >= answered,
     }
-    verification = verification_cost()
+    verification = verification_cost(repeat)
     ratios["token_first_use_share_of_predict"] = verification_share(
         verification, api["requests_per_s"], args.workers
     )
@@ -426,11 +465,10 @@ def main() -> None:
         "no_events_baseline_p99_ms": no_events["p99_ms"],
         "rounds": rounds,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
     print(
         json.dumps({k: result[k] for k in ("median_of_rounds", "ratios", "targets_met")}, indent=2)
     )
+    write_results(args, RESULTS, result)
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -11,7 +11,6 @@ import contextlib
 import importlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from credit_scoring.devtools.processes import free_port
 from credit_scoring.devtools.sandbox import kedro_run, make_project_copy, quick_training
 from credit_scoring.training.synthetic import generate_data
 from tests.conftest import TEST_KEY
@@ -150,12 +150,6 @@ def application(service_module: ModuleType, client_features: pd.DataFrame) -> di
 
     spec = service_module.SPEC
     return json_records(client_features.head(1), spec.request_columns())[0]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

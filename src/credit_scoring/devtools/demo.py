@@ -22,7 +22,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ import httpx
 import yaml
 
 from credit_scoring.config.loader import PROJECT_ROOT
+from credit_scoring.devtools.processes import free_port
 from credit_scoring.devtools.sandbox import make_project_copy, quick_training
 
 MONITORING = PROJECT_ROOT / "monitoring"
@@ -51,12 +51,6 @@ class Sizes:
     drifted_requests: int = 3000
     window: int = 3000  # monitoring.window.last_events
     cooldown_seconds: float = 3600.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def missing_binaries() -> list[str]:
