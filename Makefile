@@ -41,8 +41,8 @@ run: bootstrap data ## Set up and run the whole Kedro pipeline on the embedded d
 test: bootstrap lint ## Set up, lint, and run the whole test suite
 	$(RUN) pytest
 
-test-fast: bootstrap ## Unit tests only (no kedro/dvc subprocesses)
-	$(RUN) pytest -m "not integration"
+test-fast: bootstrap ## Unit tests only: no pipeline run, no server (on up to 4 cores)
+	$(RUN) pytest -m "not integration" -n auto --maxprocesses 4
 
 lint: bootstrap ## ruff (lint + format check), mypy on src/, import contracts (serving never imports training)
 	$(RUN) ruff check .
