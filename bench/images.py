@@ -32,7 +32,7 @@ from typing import Any
 from smoke import add_arguments, write_results  # bench/smoke.py
 
 from credit_scoring.config.loader import PROJECT_ROOT
-from credit_scoring.devtools.processes import free_port
+from credit_scoring.devtools.processes import bentoml_serve, free_port
 from credit_scoring.ops.docker_engine import SYSTEM_CA_BUNDLE, Engine, engine, local_base_image
 
 ROUNDS = 3
@@ -81,17 +81,7 @@ def bare_start(bento: str, data: Path) -> float:
     }
     started = time.monotonic()
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bentoml",
-            "serve",
-            bento,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
+        bentoml_serve(bento, port),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -38,7 +38,7 @@ from smoke import add_arguments, write_results  # bench/smoke.py
 
 from credit_scoring.auth.tokens import mint_development_token
 from credit_scoring.config.loader import PROJECT_ROOT
-from credit_scoring.devtools.processes import free_port
+from credit_scoring.devtools.processes import bentoml_serve, free_port
 
 RESULTS = PROJECT_ROOT / "bench" / "results" / "serving.json"
 LUA = """
@@ -131,10 +131,7 @@ def serve_bento(
 ) -> subprocess.Popen[bytes]:
     """`bentoml serve` of a bento (the latest by default), with service settings
     (CREDIT_SCORING_*)."""
-    cmd = [sys.executable, "-m", "bentoml", "serve", bento]
-    return start(
-        name, [*cmd, "--host", "127.0.0.1", "--port", str(port)], {**env, **settings}, work
-    )
+    return start(name, bentoml_serve(bento, port), {**env, **settings}, work)
 
 
 def wrk(url: str, body: Path, seconds: int, connections: int, work: Path) -> dict[str, Any]:

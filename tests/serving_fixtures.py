@@ -23,7 +23,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from credit_scoring.devtools.processes import free_port
+from credit_scoring.devtools.processes import bentoml_serve, free_port
 from credit_scoring.devtools.sandbox import kedro_run, make_project_copy, quick_training
 from credit_scoring.training.synthetic import generate_data
 from tests.conftest import TEST_KEY
@@ -234,9 +234,6 @@ def api_server(bento: str, trained_project: Path, tmp_path_factory: pytest.TempP
         **{k: v for k, v in os.environ.items() if not k.startswith("CREDIT_SCORING_")},
         "CREDIT_SCORING_DATABASE_URL": f"sqlite:///{db}",
     }
-    command = [sys.executable, "-m", "bentoml", "serve", bento]
-    process, url = start_server(
-        [*command, "--host", "127.0.0.1", "--port", str(port)], env, folder, port
-    )
+    process, url = start_server(bentoml_serve(bento, port), env, folder, port)
     yield {"url": url, "db": f"sqlite:///{db}", "process": process, "log": folder / "serve.log"}
     stop_server(process)

@@ -35,7 +35,7 @@ import httpx
 import yaml
 
 from credit_scoring.config.loader import PROJECT_ROOT
-from credit_scoring.devtools.processes import free_port
+from credit_scoring.devtools.processes import bentoml_serve, free_port
 from credit_scoring.devtools.sandbox import make_project_copy, quick_training
 
 MONITORING = PROJECT_ROOT / "monitoring"
@@ -292,17 +292,7 @@ class Demo:
         self.bento = bento
         self.spawn(
             "service",
-            [
-                sys.executable,
-                "-m",
-                "bentoml",
-                "serve",
-                bento,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.ports["service"]),
-            ],
+            bentoml_serve(bento, self.ports["service"]),
         )
         self.wait_http("service", "/readyz")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 
 
 def free_port() -> int:
@@ -10,3 +11,19 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def bentoml_serve(bento: str, port: int) -> list[str]:
+    """The command line of ``bentoml serve`` for ``bento`` on 127.0.0.1:``port``, run by this
+    interpreter (so the project's environment serves it)."""
+    return [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        bento,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]

@@ -38,6 +38,16 @@ LOGGED_BY_THE_CATALOG = (
 )
 
 
+# the registration nodes, in the order they run (log, score the champion, gate, card, promote)
+REGISTRATION = (
+    "log_model_version_node",
+    "score_champion_node",
+    "gate_model_node",
+    "render_model_card_node",
+    "promote_model_node",
+)
+
+
 def project_datasets(names: tuple[str, ...], root: Path) -> dict[str, AbstractDataset]:
     """The project's catalog entries ``names`` (conf/base/catalog.yml), their files in ``root``."""
     entries = yaml.safe_load((PROJECT_ROOT / "conf/base/catalog.yml").read_text())

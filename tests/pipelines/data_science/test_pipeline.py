@@ -17,16 +17,9 @@ from credit_scoring.training.registry import CHALLENGER, CHAMPION, load_model
 from tests.conftest import TEST_KEY
 from tests.pipelines.data_science.conftest import (
     LOGGED_BY_THE_CATALOG,
+    REGISTRATION,
     project_datasets,
     run_in_memory,
-)
-
-REGISTRATION = (
-    "log_model_version_node",
-    "score_champion_node",
-    "gate_model_node",
-    "render_model_card_node",
-    "promote_model_node",
 )
 
 

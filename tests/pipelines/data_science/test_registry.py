@@ -36,18 +36,12 @@ from credit_scoring.training.registry import (
 )
 from tests.pipelines.data_science.conftest import (
     LOGGED_BY_THE_CATALOG,
+    REGISTRATION,
     project_datasets,
     run_in_memory,
 )
 
 NAME = "credit_scoring"
-REGISTRATION = (
-    "log_model_version_node",
-    "score_champion_node",
-    "gate_model_node",
-    "render_model_card_node",
-    "promote_model_node",
-)
 TEMPLATE = (PROJECT_ROOT / "conf/base/templates/model_card.md.j2").read_text()
 DUMMY = {"business_cost": 100.0, "auc": 0.5}
 GOOD = {"business_cost": 60.0, "auc": 0.80}
