@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import pytest
+import yaml
 from click.testing import CliRunner
 from sklearn.metrics import roc_auc_score
 
 from credit_scoring.cli import cli
+from credit_scoring.config.loader import PROJECT_ROOT
 from credit_scoring.config.synthetic import SyntheticParams
-from credit_scoring.training.synthetic import DAYS_EMPLOYED_SENTINEL, generate
+from credit_scoring.training.synthetic import (
+    DAYS_EMPLOYED_SENTINEL,
+    GENERATED_FILES,
+    chunks,
+    generate,
+    load_params,
+    write,
+    write_chunks,
+)
 
 # Columns of Kaggle's application_train.csv / bureau.csv that the generator writes.
 HOME_CREDIT_APPLICATION_COLUMNS = {
@@ -132,3 +147,64 @@ def test_command_line_writes_the_kaggle_file_names(tmp_path):
     assert np.isfinite(
         pd.read_csv(tmp_path / "true_default_probability.csv")["TRUE_PROBABILITY"]
     ).all()
+
+
+# --- written in chunks: memory follows chunk_applications, not n_applications -----------------
+
+
+def test_the_default_tables_are_byte_for_byte_those_dvc_lock_records(tmp_path: Path) -> None:
+    """The embedded defaults fit in one chunk: the chunked writer gives the very files the
+    generator stage recorded (so `dvc repro` sees nothing to do)."""
+    params = load_params(PROJECT_ROOT / "conf/base/parameters_synthetic.yml")
+    assert params.n_applications <= params.chunk_applications
+    paths, _ = write_chunks(chunks(params), tmp_path)
+    lock = yaml.safe_load((PROJECT_ROOT / "dvc.lock").read_text())
+    recorded = {
+        Path(out["path"]).name: out["md5"]
+        for out in lock["stages"]["generate_synthetic_data"]["outs"]
+    }
+    assert {p.name for p in paths} == set(GENERATED_FILES) == set(recorded)
+    for path in paths:
+        assert hashlib.md5(path.read_bytes()).hexdigest() == recorded[path.name], path.name
+
+
+def test_chunks_make_one_population() -> None:
+    whole = SyntheticParams(n_applications=5000, seed=3, chunk_applications=1000)
+    parts = list(chunks(whole))
+    assert len(parts) == 5
+    tables = generate(whole)
+    truth, bureau = tables["true_default_probability"], tables["bureau"]
+    ids = truth["SK_ID_CURR"]
+    assert ids.is_unique and ids.tolist() == list(range(100_002, 100_002 + 5000))
+    assert bureau["SK_ID_BUREAU"].is_unique and bureau["SK_ID_CURR"].isin(ids).all()
+    assert set(tables["application_train"]["SK_ID_CURR"]) == set(ids)
+    # the intercept solved on the first chunk holds the default rate in every chunk
+    rates = [p["true_default_probability"]["TRUE_PROBABILITY"].mean() for p in parts]
+    assert max(abs(r - whole.default_rate) for r in rates) < 0.01
+    # the first chunk is what a one-chunk run of its size gives; the others differ from it
+    first = generate(SyntheticParams(n_applications=1000, seed=3))
+    pd.testing.assert_frame_equal(parts[0]["bureau"], first["bureau"])
+    assert not np.allclose(
+        parts[1]["true_default_probability"]["TRUE_PROBABILITY"],
+        parts[0]["true_default_probability"]["TRUE_PROBABILITY"],
+    )
+
+
+def test_an_interrupted_write_keeps_the_previous_tables(tmp_path: Path) -> None:
+    small = SyntheticParams(n_applications=2000, seed=5, chunk_applications=1000)
+    write(generate(SyntheticParams(n_applications=300, seed=1)), tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def killed_after_one_chunk() -> Iterator[dict[str, pd.DataFrame]]:
+        parts = chunks(small)
+        yield next(parts)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_chunks(killed_after_one_chunk(), tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_a_chunk_below_a_thousand_applications_is_refused() -> None:
+    with pytest.raises(ValueError, match="chunk_applications"):
+        SyntheticParams(chunk_applications=10)

@@ -21,3 +21,9 @@ class SyntheticParams(Strict):
     outlier_fraction: float = Field(0.0005, ge=0.0, le=0.1)
     drift: bool = False
     output_dir: str = "data/01_raw"
+    chunk_applications: int = Field(
+        500_000,
+        ge=1000,
+        description="applications generated and written at a time: memory follows this, not "
+        "n_applications (one chunk gives exactly the tables of earlier versions)",
+    )

@@ -29,6 +29,8 @@ the new population worse than one retrained on it: what the monitoring loop must
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -232,7 +234,9 @@ def _applicants(rng: np.random.Generator, n: int, drift: bool) -> pd.DataFrame:
     )
 
 
-def _bureau(rng: np.random.Generator, ids: np.ndarray, mean_credits: float) -> pd.DataFrame:
+def _bureau(
+    rng: np.random.Generator, ids: np.ndarray, mean_credits: float, first_id: int = 5_000_000
+) -> pd.DataFrame:
     n_clients = len(ids)
     risk = rng.normal(0.0, 1.0, n_clients)  # drives overdue; seen only through the bureau rows
     counts = rng.poisson(mean_credits, n_clients) * (rng.random(n_clients) > 0.14)
@@ -248,7 +252,7 @@ def _bureau(rng: np.random.Generator, ids: np.ndarray, mean_credits: float) -> p
     return pd.DataFrame(
         {
             "SK_ID_CURR": ids[owner],
-            "SK_ID_BUREAU": 5_000_000 + np.arange(n),
+            "SK_ID_BUREAU": first_id + np.arange(n),
             "CREDIT_ACTIVE": active,
             "CREDIT_CURRENCY": _choice(
                 rng, {"currency 1": 0.9992, "currency 2": 0.0007, "currency 3": 0.0001}, n
@@ -345,7 +349,7 @@ def _solve_intercept(logit: np.ndarray, rate: float) -> float:
 
 
 def _add_mess(
-    rng: np.random.Generator, apps: pd.DataFrame, params: SyntheticParams
+    rng: np.random.Generator, apps: pd.DataFrame, params: SyntheticParams, shuffle_seed: int
 ) -> pd.DataFrame:
     apps = apps.copy()
     n = len(apps)
@@ -366,31 +370,68 @@ def _add_mess(
             ("EXT_SOURCE_2", 1.7),
         ][kind]
         apps.loc[apps.index[row], column] = value
-    dup = apps.sample(frac=params.duplicate_fraction, random_state=params.seed)
+    dup = apps.sample(frac=params.duplicate_fraction, random_state=shuffle_seed)
     return (
-        pd.concat([apps, dup]).sample(frac=1.0, random_state=params.seed + 1).reset_index(drop=True)
+        pd.concat([apps, dup])
+        .sample(frac=1.0, random_state=shuffle_seed + 1)
+        .reset_index(drop=True)
     )
+
+
+@dataclass
+class _Cursor:
+    """Where the next chunk starts, and the intercept the first chunk solved."""
+
+    applications: int = 0
+    bureau_rows: int = 0
+    intercept: float | None = None
+
+
+def _chunk(params: SyntheticParams, index: int, size: int, at: _Cursor) -> dict[str, pd.DataFrame]:
+    """Applications ``at.applications`` to ``+ size``, their bureau rows and probabilities.
+
+    The first chunk draws from ``default_rng(seed)`` and solves the intercept, so data that fit
+    in one chunk are exactly what this generator always wrote; every later chunk has its own
+    stream (``default_rng([seed, index])``) and reuses that intercept, so the default rate
+    holds across chunks without any chunk seeing another.
+    """
+    rng = np.random.default_rng(params.seed if index == 0 else [params.seed, index])
+    ids = 100_002 + at.applications + np.arange(size)
+    apps = _applicants(rng, size, params.drift)
+    bureau = _bureau(rng, ids, params.mean_bureau_credits, 5_000_000 + at.bureau_rows)
+    logit = _latent_logit(apps, _bureau_signals(bureau, ids), params.drift)
+    if at.intercept is None:
+        at.intercept = _solve_intercept(logit, params.default_rate)
+    prob = 1 / (1 + np.exp(-(logit + at.intercept)))
+    apps.insert(0, "SK_ID_CURR", ids)
+    apps.insert(1, "TARGET", (rng.random(size) < prob).astype(int))
+    apps["APPLICATION_REF"] = rng.permutation(size) + 7_000_000 + at.applications  # carries nothing
+    # Rounded: np.exp's last bits depend on the CPU's vector unit, and DVC hashes bytes.
+    truth = pd.DataFrame({"SK_ID_CURR": ids, "TRUE_PROBABILITY": prob.round(10)})
+    at.applications += size
+    at.bureau_rows += len(bureau)
+    return {
+        "application_train": _add_mess(rng, apps, params, params.seed + 2 * index),
+        "bureau": bureau,
+        "true_default_probability": truth,
+    }
+
+
+def chunks(params: SyntheticParams) -> Iterator[dict[str, pd.DataFrame]]:
+    """The three tables, ``params.chunk_applications`` applications at a time: memory follows
+    the chunk size, not ``n_applications`` (10M applications write in the memory of 500k)."""
+    at = _Cursor()
+    for index, start in enumerate(range(0, params.n_applications, params.chunk_applications)):
+        size = min(params.chunk_applications, params.n_applications - start)
+        yield _chunk(params, index, size, at)
 
 
 def generate(params: SyntheticParams) -> dict[str, pd.DataFrame]:
     """Build the three tables in memory: applications, bureau and the true probabilities."""
-    rng = np.random.default_rng(params.seed)
-    n = params.n_applications
-    ids = 100_002 + np.arange(n)
-    apps = _applicants(rng, n, params.drift)
-    bureau = _bureau(rng, ids, params.mean_bureau_credits)
-    logit = _latent_logit(apps, _bureau_signals(bureau, ids), params.drift)
-    prob = 1 / (1 + np.exp(-(logit + _solve_intercept(logit, params.default_rate))))
-    apps.insert(0, "SK_ID_CURR", ids)
-    apps.insert(1, "TARGET", (rng.random(n) < prob).astype(int))
-    apps["APPLICATION_REF"] = rng.permutation(n) + 7_000_000  # ID-like, carries nothing
-    # Rounded: np.exp's last bits depend on the CPU's vector unit, and DVC hashes bytes.
-    truth = pd.DataFrame({"SK_ID_CURR": ids, "TRUE_PROBABILITY": prob.round(10)})
-    return {
-        "application_train": _add_mess(rng, apps, params),
-        "bureau": bureau,
-        "true_default_probability": truth,
-    }
+    parts = list(chunks(params))
+    if len(parts) == 1:
+        return parts[0]
+    return {name: pd.concat([p[name] for p in parts], ignore_index=True) for name in parts[0]}
 
 
 # The files `write` produces (what the DVC stage of the generator declares as outputs).
@@ -399,14 +440,37 @@ GENERATED_FILES = ("application_train.csv", "bureau.csv", "true_default_probabil
 
 def write(tables: dict[str, pd.DataFrame], output_dir: str | Path) -> list[Path]:
     """Write each table as ``<name>.csv`` (the Kaggle file names) and return the paths."""
+    return write_chunks([tables], output_dir)[0]
+
+
+def write_chunks(
+    parts: Iterable[dict[str, pd.DataFrame]], output_dir: str | Path
+) -> tuple[list[Path], dict[str, int]]:
+    """Append each chunk's tables to ``<name>.csv``; the paths and each table's row count.
+
+    The files are written beside their targets (``.partial``) and renamed only once the last
+    chunk is in: an interrupted run leaves the previous tables in place, never half of new ones.
+    """
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    rows: dict[str, int] = {}
+    partial: dict[str, Path] = {}
+    try:
+        for part in parts:
+            for name, frame in part.items():
+                path = partial.setdefault(name, out / f"{name}.csv.partial")
+                frame.to_csv(
+                    path, index=False, mode="a" if name in rows else "w", header=name not in rows
+                )
+                rows[name] = rows.get(name, 0) + len(frame)
+    except BaseException:
+        for path in partial.values():
+            path.unlink(missing_ok=True)
+        raise
     paths = []
-    for name, frame in tables.items():
-        path = out / f"{name}.csv"
-        frame.to_csv(path, index=False)
-        paths.append(path)
-    return paths
+    for name, path in partial.items():
+        paths.append(path.replace(out / f"{name}.csv"))
+    return paths, rows
 
 
 def load_params(path: Path = PARAMS_FILE, **overrides: Any) -> SyntheticParams:
@@ -432,15 +496,21 @@ def generate_data(
         output_dir=None if output_dir is None else str(output_dir),
         drift=drift,
     )
-    tables = generate(params)
-    paths = write(tables, params.output_dir)
+    defaults = 0
+
+    def counted(parts: Iterator[dict[str, pd.DataFrame]]) -> Iterator[dict[str, pd.DataFrame]]:
+        nonlocal defaults
+        for part in parts:
+            defaults += int(part["application_train"]["TARGET"].sum())
+            yield part
+
+    paths, rows = write_chunks(counted(chunks(params)), params.output_dir)
     for path in paths:
         logger.info("wrote %s", path)
-    apps = tables["application_train"]
     logger.info(
         "%d application rows, %d bureau rows, default rate %.3f",
-        len(apps),
-        len(tables["bureau"]),
-        apps["TARGET"].mean(),
+        rows["application_train"],
+        rows["bureau"],
+        defaults / rows["application_train"],
     )
     return paths
