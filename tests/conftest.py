@@ -33,12 +33,12 @@ TEST_KEY = "test-key-0123456789abcdef0123456789abcdef"
 pytest_plugins = ["tests.serving_fixtures"]
 
 # A test that needs the trained project (a real `kedro run`), a throw-away project to run
-# Kedro in, the whole training pipeline run in memory (first_run), a bento or a running
-# server is an integration test, whether or not its module says so: `make test-fast`
+# Kedro in, the whole training pipeline run in memory (first_run), a JVM (spark), a bento or
+# a running server is an integration test, whether or not its module says so: `make test-fast`
 # (-m "not integration") runs no pipeline (unit tests of the training library still fit
 # models on a few hundred rows, in seconds).
 INTEGRATION_FIXTURES = frozenset(
-    {"trained_project", "project_copy", "first_run", "bento", "api_server"}
+    {"trained_project", "project_copy", "first_run", "bento", "api_server", "spark"}
 )
 
 
@@ -164,3 +164,21 @@ def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_mlflow_d
     yield uri
     if mlflow.active_run():
         mlflow.end_run()
+
+
+# --- Spark: one session (one JVM) for every test that needs one ------------------------------
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """The Spark engine's session as `kedro run --env spark` starts it (conf/spark/spark.yml),
+    on two cores; Java missing is a failure in CI."""
+    from credit_scoring.config.loader import config_loader
+    from credit_scoring.config.spark import spark_settings
+    from credit_scoring.engines.spark import start_session
+
+    require_binary("java")
+    settings = spark_settings(config_loader(env="spark")["spark"])
+    session = start_session({**settings, "spark.master": "local[2]"})
+    yield session
+    session.stop()

@@ -1,10 +1,12 @@
-"""Project hooks: configuration checked at start-up, the pseudonymisation key, the pipelines."""
+"""Project hooks: configuration checked at start-up, the Spark session of the Spark engine,
+the pseudonymisation key, the pipelines."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from kedro.config import MissingConfigException
 from kedro.framework.hooks import hook_impl
 from kedro.framework.project import pipelines
 from pydantic import BaseModel
@@ -12,7 +14,9 @@ from pydantic import BaseModel
 from credit_scoring.config.checks import check_parameters, pipeline_parameter_keys
 from credit_scoring.config.ingestion import load_ingestion
 from credit_scoring.config.loader import remember_context
+from credit_scoring.config.spark import spark_settings
 from credit_scoring.core.contract import load_contract
+from credit_scoring.engines.spark import start_session
 from credit_scoring.training.privacy import resolve_key
 
 PIPELINES_MODULE = "credit_scoring.pipeline_registry"
@@ -41,6 +45,11 @@ class ProjectHooks:
         requested = asked or ["__default__"]
         keys = pipeline_parameter_keys(pipelines[name] for name in requested if name in pipelines)
         check_parameters(parameters, sorted(keys), conf_dirs)
+        try:
+            spark = loader["spark"]
+        except MissingConfigException:
+            return  # no spark.yml in this environment: the pandas engine, no JVM
+        start_session(spark_settings(spark, f"spark.yml of {[str(d) for d in conf_dirs]}"))
 
     def __init__(self) -> None:
         self._params_shown: set[str] = set()

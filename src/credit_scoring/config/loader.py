@@ -55,6 +55,8 @@ CONFIG_LOADER_ARGS: dict[str, Any] = {
     "default_run_env": "local",
     # Environments override only the keys they name (see the module docstring).
     "merge_strategy": {"parameters": "soft"},
+    # The Spark engine's session (conf/spark/spark.yml; conf/base has none: pandas).
+    "config_patterns": {"spark": ["spark*", "spark*/**"]},
 }
 
 
