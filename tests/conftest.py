@@ -164,6 +164,10 @@ def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_mlflow_d
     yield uri
     if mlflow.active_run():
         mlflow.end_run()
+    # MLflow also keeps both URIs in module globals, which monkeypatch cannot undo: forget them,
+    # or a later MlflowClient(tracking_uri=...) would look its models up in this dead registry.
+    mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+    mlflow.set_registry_uri(None)  # type: ignore[arg-type]
 
 
 # --- Spark: one session (one JVM) for every test that needs one ------------------------------

@@ -66,9 +66,15 @@ def kedro_run(
     """`kedro run ARGS` in ``project`` with telemetry off and the embedded MLflow store.
 
     ``key`` sets the pseudonymisation key; None runs without one (the development key, or a
-    refusal where it is not allowed).
+    refusal where it is not allowed). The run uses the project's own stores: no
+    ``CREDIT_SCORING_*`` or ``MLFLOW_*`` setting of the calling process reaches it (a test
+    session's service database would otherwise receive this project's client features).
     """
-    env = {k: v for k, v in os.environ.items() if k != KEY_ENV_VAR and "MLFLOW_" not in k}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("CREDIT_SCORING_") and "MLFLOW_" not in k
+    }
     env.update(DO_NOT_TRACK="1", KEDRO_DISABLE_TELEMETRY="1")
     if key:
         env[KEY_ENV_VAR] = key
