@@ -128,6 +128,27 @@ def require_binary(name: str) -> str:
     return path
 
 
+def run_python(
+    code: str, *args: str, cwd: Path, env: dict[str, str], timeout: float = 600
+) -> dict[str, Any]:
+    """``code`` run by this interpreter in a fresh process (what a real `kedro run` imports
+    and starts, not what this test session has); the JSON object it printed last."""
+    import json
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
 # --- MLflow: a throw-away store per test ----------------------------------------------------
 
 

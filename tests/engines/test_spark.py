@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,7 +21,7 @@ from credit_scoring.engines.spark import (
     java_major,
     start_session,
 )
-from tests.conftest import require_binary
+from tests.conftest import require_binary, run_python
 
 # --- spark.yml: Spark's own names, checked without a JVM -------------------------------------
 
@@ -169,16 +167,7 @@ print(json.dumps({
 
 def _context_of(env: str) -> dict[str, Any]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    result = subprocess.run(
-        [sys.executable, "-c", KEDRO_CONTEXT, str(PROJECT_ROOT), env],
-        cwd=PROJECT_ROOT,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+    return run_python(KEDRO_CONTEXT, str(PROJECT_ROOT), env, cwd=PROJECT_ROOT, env=environ)
 
 
 @pytest.mark.integration

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import run_python
 
 pytestmark = pytest.mark.integration
 
@@ -39,15 +38,6 @@ def test_a_monitoring_run_imports_neither_lightgbm_nor_optuna(trained_project: P
     env["CREDIT_SCORING_DATABASE_URL"] = (
         f"sqlite:///{trained_project / 'data/09_serving/serving.db'}"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", RUN_MONITORING, str(trained_project)],
-        cwd=trained_project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    seen = run_python(RUN_MONITORING, str(trained_project), cwd=trained_project, env=env)
     assert seen["nodes"] and seen["evidently"]  # the pipeline did run its nodes
     assert seen["loaded"] == [], f"a monitoring run imported {seen['loaded']}"
