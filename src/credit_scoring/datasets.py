@@ -19,6 +19,18 @@ class OptionalCSVDataset(CSVDataset):
         return super().load()
 
 
+def _spark_chunks(frame: Any, rows: int = 50_000) -> Any:
+    """A Spark table as pandas chunks, one partition at a time on the driver."""
+    buffer: list[Any] = []
+    for row in frame.toLocalIterator(prefetchPartitions=True):
+        buffer.append(row)
+        if len(buffer) == rows:
+            yield pd.DataFrame.from_records(buffer, columns=frame.columns)
+            buffer = []
+    if buffer:
+        yield pd.DataFrame.from_records(buffer, columns=frame.columns)
+
+
 class ClientFeatureStoreDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
     """The client feature store: one row per known client, read by the scoring API.
 
@@ -44,7 +56,13 @@ class ClientFeatureStoreDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
     def save(self, data: pd.DataFrame) -> None:
         from credit_scoring.storage.clients import replace_client_features
 
-        replace_client_features(self._url, data, id_column=str(data.columns[0]))
+        chunks: Any = data
+        if not isinstance(data, pd.DataFrame):  # a Spark table: streamed, chunk by chunk
+            id_column = data.columns[0]
+            if data.count() != data.select(id_column).dropna().distinct().count():
+                raise ValueError(f"client features need one row per non-empty '{id_column}'")
+            chunks = _spark_chunks(data)
+        replace_client_features(self._url, chunks, id_column=str(data.columns[0]))
 
     def _describe(self) -> dict[str, Any]:
         return {"url": self._url.split("@")[-1]}  # never log credentials

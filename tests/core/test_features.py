@@ -86,9 +86,9 @@ def test_secondary_aggregates_and_join_give_zero_count_to_clients_without_rows()
         derived={"ACTIVE": DerivedFeature(op="equals", left="STATE", value="Active")},
         aggregations={"AMT": ["sum", "max"], "ACTIVE": ["sum"]},
     )
-    agg = aggregate_secondary(table, "cid", spec, "t")
+    agg = aggregate_secondary(table, "cid", spec, "t").set_index("cid")
     assert agg.loc["a", "T_AMT_SUM"] == 4.0 and agg.loc["b", "T_AMT_MAX"] == 10.0
     assert agg.loc["a", "T_ACTIVE_SUM"] == 1.0 and agg.loc["a", "T_COUNT"] == 2.0
-    joined = join_aggregates(pd.DataFrame({"cid": ["a", "c"]}), agg, "cid", "T_COUNT")
+    joined = join_aggregates(pd.DataFrame({"cid": ["a", "c"]}), agg.reset_index(), "cid", "T_COUNT")
     assert joined["T_COUNT"].tolist() == [2.0, 0.0]
     assert np.isnan(joined.loc[1, "T_AMT_SUM"])

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
-from credit_scoring.core.errors import ContractError, typed_section
+from credit_scoring.core.errors import typed_section
 from credit_scoring.core.schema import FrozenStrict
 
 PARAMS_FILE = "conf/base/parameters_data_processing.yml"
@@ -74,104 +74,48 @@ def load_feature_spec(params: dict[str, Any] | FeatureSpec) -> FeatureSpec:
     return typed_section(FeatureSpec, params, "data_processing", PARAMS_FILE)
 
 
-def _require(df: pd.DataFrame, columns: list[str], where: str) -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ContractError(
-            f"{where} uses column(s) {missing} that the table does not have. Fix the "
-            f"declaration in {PARAMS_FILE} or add the column(s) to the data contract."
-        )
+# --- whole tables: pandas wrappers of the one implementation in core.frames --------------
+# (Imported when called: the scoring service uses the declarations and RowTransformer only.)
 
 
 def compute_feature(df: pd.DataFrame, feature: DerivedFeature) -> pd.Series:
     """One derived column. Division by zero gives NaN, never ±inf."""
-    left = df[feature.left]
-    if feature.op == "is_missing":
-        return left.isna().astype("float64")
-    right: Any = df[feature.right] if feature.right is not None else feature.value
-    if feature.op in ("equals", "greater_than", "less_than"):
-        compare = {"equals": left.eq, "greater_than": left.gt, "less_than": left.lt}[feature.op]
-        result = compare(right).astype("float64")
-        return result.where(left.notna())
-    left_num = pd.to_numeric(left, errors="coerce").astype("float64")
-    right_num = (
-        pd.to_numeric(right, errors="coerce").astype("float64")
-        if isinstance(right, pd.Series)
-        else float(right)
-    )
-    if feature.op == "ratio":
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out = left_num / right_num
-        return out.replace([np.inf, -np.inf], np.nan)
-    if feature.op == "difference":
-        return left_num - right_num
-    if feature.op == "sum":
-        return left_num + right_num
-    return left_num * right_num
+    from credit_scoring.core import frames
+
+    out = frames.lazy(df).select(frames.derived_expr(feature).alias("_value"))
+    return pd.Series(out.collect().to_native()["_value"].to_numpy(), index=df.index)
 
 
 def add_derived_features(
     df: pd.DataFrame, features: dict[str, DerivedFeature], where: str = "domain_features"
 ) -> pd.DataFrame:
     """Return a copy of ``df`` with each declared feature added, in declaration order."""
-    out = df.copy()
-    for name, feature in features.items():
-        operands = [feature.left] + ([feature.right] if feature.right else [])
-        _require(out, operands, f"{where}.{name}")
-        out[name] = compute_feature(out, feature)
-    return out
+    from credit_scoring.core import frames
+
+    return frames.to_native(frames.add_derived_features(frames.lazy(df), features, where))
 
 
 def flag_anomalies(df: pd.DataFrame, anomalies: list[Anomaly]) -> pd.DataFrame:
     """Replace each sentinel by NaN and keep the information in a 0/1 flag column."""
-    out = df.copy()
-    for anomaly in anomalies:
-        if anomaly.column not in out.columns:
-            continue  # column dropped or absent in this fork: nothing to fix
-        is_anomaly = out[anomaly.column].eq(anomaly.value)
-        out[anomaly.flag_column] = is_anomaly.astype("float64")
-        out[anomaly.column] = out[anomaly.column].astype("float64").mask(is_anomaly)
-    return out
+    from credit_scoring.core import frames
+
+    return frames.to_native(frames.flag_anomalies(frames.lazy(df), anomalies))
 
 
 def apply_outlier_bounds(df: pd.DataFrame, bounds: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """Apply bounds learned in training: ``{column: {lower, upper, action}}``.
+    """Apply bounds learned in training: ``{column: {lower, upper, action}}``."""
+    from credit_scoring.core import frames
 
-    ``action: clip`` moves a value to the nearest bound, ``set_missing`` makes it NaN.
-    """
-    out = df.copy()
-    for column, bound in bounds.items():
-        if column not in out.columns:
-            continue
-        values = out[column].astype("float64")
-        lower, upper = bound.get("lower"), bound.get("upper")
-        if bound.get("action", "clip") == "clip":
-            out[column] = values.clip(lower, upper)
-        else:
-            outside = pd.Series(False, index=values.index)
-            if lower is not None:
-                outside |= values < lower
-            if upper is not None:
-                outside |= values > upper
-            out[column] = values.mask(outside)
-    return out
+    return frames.to_native(frames.apply_outlier_bounds(frames.lazy(df), bounds))
 
 
 def aggregate_secondary(
     table: pd.DataFrame, key: str, spec: SecondaryAggregation, name: str
 ) -> pd.DataFrame:
-    """Per-client aggregates of a secondary table, indexed by ``key``."""
-    enriched = add_derived_features(table, spec.derived, where=f"secondary_aggregations.{name}")
-    _require(enriched, [key, *spec.aggregations], f"secondary_aggregations.{name}")
-    grouped = enriched.groupby(key, sort=True)
-    parts = []
-    for column, funcs in spec.aggregations.items():
-        values = grouped[column].agg(list(funcs))
-        values.columns = [f"{spec.prefix}{column}_{func.upper()}" for func in funcs]
-        parts.append(values)
-    if spec.count_column:
-        parts.append(grouped.size().rename(f"{spec.prefix}{spec.count_column}").to_frame())
-    return pd.concat(parts, axis=1).astype("float64")
+    """Per-client aggregates of a secondary table: a ``key`` column, one row per client."""
+    from credit_scoring.core import frames
+
+    return frames.to_native(frames.aggregate_secondary(frames.lazy(table), key, spec, name))
 
 
 def join_aggregates(
@@ -181,10 +125,12 @@ def join_aggregates(
     count_column: str | None,
 ) -> pd.DataFrame:
     """Left-join aggregates on the client id; a client with no rows gets a count of 0."""
-    out = applications.join(aggregates, on=id_column)
-    if count_column and count_column in out.columns:
-        out[count_column] = out[count_column].fillna(0.0)
-    return out
+    from credit_scoring.core import frames
+
+    joined = frames.join_aggregates(
+        frames.lazy(applications), frames.lazy(aggregates), id_column, count_column
+    )
+    return frames.to_native(joined)
 
 
 def transform_rows(

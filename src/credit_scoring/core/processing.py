@@ -7,9 +7,12 @@ the API applies the row-level part with the bounds learned in training (``featur
 
 from __future__ import annotations
 
+import hashlib
 from fnmatch import fnmatch
 from typing import Any, Literal
 
+import numpy as np
+import pandas as pd
 from pydantic import Field, model_validator
 
 from credit_scoring.core.errors import typed_section
@@ -53,6 +56,26 @@ class SplitParams(FrozenStrict):
     test_size: float = Field(0.2, gt=0, lt=0.5)
     validation_size: float = Field(0.2, gt=0, lt=0.5)
     random_state: int = 42
+
+
+# The column holding each row's draw for the split (dropped once the split is assigned).
+SPLIT_DRAW = "_split_draw"
+
+
+def split_draws(batch: pd.DataFrame, id_column: str, random_state: int) -> pd.DataFrame:
+    """Each row's draw in [0, 1) for the split: a hash of its client's pseudonym and the seed.
+
+    Row-local and order-free, so pandas and Spark give every row the same draw, and all the
+    rows of one client the same draw (a client never straddles train and test).
+    """
+    digests = b"".join(
+        hashlib.sha256(f"{random_state}:{value}".encode()).digest()[:8]
+        for value in batch[id_column]
+    )
+    top_bits = np.frombuffer(digests, dtype=">u8") >> np.uint64(11)  # 53 bits: exact in float
+    out = batch.copy()
+    out[SPLIT_DRAW] = top_bits.astype("float64") / float(2**53)
+    return out
 
 
 class IrrelevantColumns(FrozenStrict):

@@ -4,6 +4,7 @@ data_processing pipeline, read by id or as a filtered page or sample by the API.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -25,30 +26,65 @@ CLIENT_FEATURES_TABLE = "client_features"
 OBSERVED_AT = "observed_at"
 
 
+CHUNK_ROWS = 50_000
+
+
+def _chunks(frame: Any) -> Iterator[pd.DataFrame]:
+    if hasattr(frame, "iloc"):  # one table (pandas is imported only where tables exist)
+        for start in range(0, max(len(frame), 1), CHUNK_ROWS):
+            yield frame.iloc[start : start + CHUNK_ROWS]
+    else:
+        yield from frame
+
+
 def replace_client_features(
-    url: str, frame: pd.DataFrame, id_column: str, observed_at: datetime | None = None
+    url: str,
+    frame: Any,  # a pandas DataFrame, or an Iterable of them
+    id_column: str,
+    observed_at: datetime | None = None,
 ) -> int:
     """Replace the client feature table in one transaction (readers never see it half-done).
 
+    ``frame`` is a table or an iterable of chunks (a table too large for memory, or a Spark
+    table streamed to the driver): written chunk by chunk, inside the one transaction.
     Each row records when its data were observed (``observed_at``, UTC): the frame's own
     column when it has one, else ``observed_at`` or now (the extraction being stored), so
     that an advisor is warned about data too old to be accurate (GDPR art. 5.1.d).
     """
-    if frame[id_column].isna().any() or frame[id_column].duplicated().any():
+    if hasattr(frame, "iloc") and (
+        frame[id_column].isna().any() or frame[id_column].duplicated().any()
+    ):
+        # checked before anything is written: SQLite runs DDL outside the transaction
         raise ValueError(f"client features need one row per non-empty '{id_column}'")
-    if OBSERVED_AT not in frame.columns:
-        frame = frame.assign(**{OBSERVED_AT: observed_at or utc_now()})
+    observed = observed_at or utc_now()
     engine = make_engine(url)
+    rows = 0
     try:
         with engine.begin() as conn:
-            frame.to_sql(CLIENT_FEATURES_TABLE, conn, if_exists="replace", index=False)
-            conn.execute(
-                sa.text(
-                    f'CREATE UNIQUE INDEX "ix_{CLIENT_FEATURES_TABLE}_{id_column}" '
-                    f'ON "{CLIENT_FEATURES_TABLE}" ("{id_column}")'
+            for chunk in _chunks(frame):
+                if chunk[id_column].isna().any():
+                    raise ValueError(f"client features need one row per non-empty '{id_column}'")
+                if OBSERVED_AT not in chunk.columns:
+                    chunk = chunk.assign(**{OBSERVED_AT: observed})
+                chunk.to_sql(
+                    CLIENT_FEATURES_TABLE,
+                    conn,
+                    if_exists="replace" if rows == 0 else "append",
+                    index=False,
                 )
-            )
-        return len(frame)
+                rows += len(chunk)
+            try:  # the unique index also proves one row per client, over all the chunks
+                conn.execute(
+                    sa.text(
+                        f'CREATE UNIQUE INDEX "ix_{CLIENT_FEATURES_TABLE}_{id_column}" '
+                        f'ON "{CLIENT_FEATURES_TABLE}" ("{id_column}")'
+                    )
+                )
+            except sa.exc.IntegrityError as exc:
+                raise ValueError(
+                    f"client features need one row per non-empty '{id_column}'"
+                ) from exc
+        return rows
     finally:
         engine.dispose()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import narwhals as nw
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401  (registers the class)
@@ -82,3 +83,36 @@ def apply_imputer(
         if column not in exclude and pd.api.types.is_numeric_dtype(frame[column]):
             out[column] = pd.to_numeric(out[column]).astype("float64")
     return out
+
+
+def learned_fill_values(
+    training: nw.LazyFrame[Any], columns: list[str], group: ImputationGroup
+) -> dict[str, Any]:
+    """The value each column's missing entries get, learned on ``training`` (any engine).
+
+    median: the linear-interpolation median (numpy's); most_frequent: the most frequent
+    value, the smallest of ties (scikit-learn's rule); constant: ``fill_value``.
+    """
+    if group.strategy == "constant":
+        return dict.fromkeys(columns, group.fill_value)
+    if group.strategy in ("median", "mean"):
+        exprs = [
+            nw.col(c).cast(nw.Float64).quantile(0.5, "linear").alias(c)
+            if group.strategy == "median"
+            else nw.col(c).cast(nw.Float64).mean().alias(c)
+            for c in columns
+        ]
+        return dict(training.select(*exprs).collect().rows(named=True)[0])
+    values: dict[str, Any] = {}
+    for column in columns:  # most_frequent: one small group-by per column
+        counts = (
+            training.filter(~nw.col(column).is_null())
+            .group_by(column)
+            .agg(nw.len().alias("_n"))
+            .sort(["_n", column], descending=[True, False])
+            .head(1)
+            .collect()
+            .rows()
+        )
+        values[column] = counts[0][0] if counts else None
+    return values

@@ -1,29 +1,42 @@
-"""Ingestion: keep only contracted columns, pseudonymise ids, validate every row."""
+"""Ingestion: keep only contracted columns, pseudonymise ids, validate every row.
+
+On the Spark engine the raw table is read as text and the very same pandas steps (the keyed
+HMAC, the pandera schema, the quarantine with reasons) run batch by batch in the executors
+(``engines.batches``), each batch parsed as pandas reads the CSV file.
+"""
 
 from __future__ import annotations
 
+import io
 import logging
+from collections import Counter
+from functools import partial
 from typing import Any
 
+import narwhals as nw
 import pandas as pd
 
 from credit_scoring.config.ingestion import PARAMS_FILE, IngestionParams
 from credit_scoring.core.contract import ColumnSpec, DataContract, TargetSpec
 from credit_scoring.core.errors import ContractError
+from credit_scoring.core.frames import ROW_ORDER, lazy
+from credit_scoring.engines.batches import is_spark, map_batches, with_row_order
 from credit_scoring.training.privacy import pseudonymise_series
 from credit_scoring.training.validation import build_schema, describe_failures, validate_frame
 
 logger = logging.getLogger(__name__)
 
 REASON_COLUMN = "_rejection_reason"
+RULES_COLUMN = "_rules"  # Spark: the failed rules of a quarantined row, for the report
 
 
-def minimise_columns(table: pd.DataFrame, keep: list[str], table_name: str) -> pd.DataFrame:
+def minimise_columns(table: Any, keep: list[str], table_name: str) -> Any:
     """Return only the whitelisted columns (data minimisation); log what was dropped."""
     dropped = [c for c in table.columns if c not in keep]
     if dropped:
         logger.info("%s: %d column(s) not in the data contract dropped", table_name, len(dropped))
-    return table[[c for c in table.columns if c in keep]].copy()
+    kept = [c for c in table.columns if c in keep]
+    return table.select(*kept) if is_spark(table) else table[kept].copy()
 
 
 def pseudonymise_ids(
@@ -73,15 +86,7 @@ def validate_table(
     schema = build_schema(columns, id_column=id_column, target=target, name=table_name)
     outcome = validate_frame(table, schema)
     n_in, n_bad = len(table), len(outcome.invalid)
-    fix = f"(set data_ingestion.on_invalid in {PARAMS_FILE}, or fix the source data)"
-    if n_bad and params.on_invalid == "fail":
-        raise ContractError(describe_failures(outcome, table_name) + f"\n{fix}")
-    if n_in and n_bad / n_in > params.max_invalid_fraction:
-        raise ContractError(
-            describe_failures(outcome, table_name)
-            + f"\n{n_bad / n_in:.1%} of the rows are invalid, above "
-            f"data_ingestion.max_invalid_fraction={params.max_invalid_fraction} {fix}"
-        )
+    _check_ratio(n_in, n_bad, params, lambda: describe_failures(outcome, table_name))
     if n_bad:
         logger.warning("%s: %d of %d row(s) quarantined", table_name, n_bad, n_in)
     report = {"table": table_name, "on_invalid": params.on_invalid, **outcome.summary()}
@@ -91,6 +96,130 @@ def validate_table(
         "quarantine": _as_text(outcome.invalid).reset_index(drop=True),
         "report": report,
     }
+
+
+def _check_ratio(n_in: int, n_bad: int, params: IngestionParams, describe: Any) -> None:
+    fix = f"(set data_ingestion.on_invalid in {PARAMS_FILE}, or fix the source data)"
+    if n_bad and params.on_invalid == "fail":
+        raise ContractError(describe() + f"\n{fix}")
+    if n_in and n_bad / n_in > params.max_invalid_fraction:
+        raise ContractError(
+            describe() + f"\n{n_bad / n_in:.1%} of the rows are invalid, above "
+            f"data_ingestion.max_invalid_fraction={params.max_invalid_fraction} {fix}"
+        )
+
+
+def _as_read(batch: pd.DataFrame) -> pd.DataFrame:
+    """A batch of text as pandas reads the CSV file (numbers parsed, blanks missing)."""
+    return pd.read_csv(io.StringIO(batch.to_csv(index=False)))
+
+
+def _ingest_batch(
+    batch: pd.DataFrame,
+    key: str,
+    id_column: str | None,
+    pseudonym: str,
+    columns: dict[str, ColumnSpec],
+    target: TargetSpec | None,
+    table_name: str,
+    part: str,
+    order: list[str],
+) -> pd.DataFrame:
+    """One batch through pseudonymisation and validation: its valid rows (typed, target
+    encoded) or its quarantined rows (as text, with the reason and the failed rules)."""
+    empty = pd.DataFrame({c: pd.Series(dtype=object) for c in order})
+    if batch.empty:
+        return empty
+    table = pseudonymise_ids(_as_read(batch), key, id_column, pseudonym)
+    schema = build_schema(columns, id_column=pseudonym, target=target, name=table_name)
+    outcome = validate_frame(table, schema)
+    if part == "valid":
+        return _encode_target(outcome.valid, target).reindex(columns=order)
+    if outcome.invalid.empty:
+        return empty
+    invalid = _as_text(outcome.invalid.drop(columns=[ROW_ORDER]))
+    invalid[ROW_ORDER] = outcome.invalid[ROW_ORDER].to_numpy()
+    failures = outcome.failures
+    rules = failures.assign(
+        rule=failures["column"].astype(str) + ": " + failures["check"].astype(str)
+    )
+    by_row = rules.groupby("index")["rule"].agg("\n".join)
+    invalid[RULES_COLUMN] = by_row.reindex(outcome.invalid.index).to_numpy()
+    return invalid.reindex(columns=order)
+
+
+def _validate_on_spark(
+    table: Any,
+    key: str,
+    id_column: str | None,
+    pseudonym: str,
+    columns: dict[str, ColumnSpec],
+    target: TargetSpec | None,
+    params: IngestionParams,
+    table_name: str,
+) -> dict[str, Any]:
+    """``validate_table`` on a Spark table of text: the same steps, batch by batch."""
+    source = with_row_order(table).to_native()
+    present = [c for c in source.columns if c not in (id_column, ROW_ORDER)]
+    missing = [c for c, spec in columns.items() if spec.required and c not in present]
+    if missing:
+        raise ContractError(
+            f"Table '{table_name}' lacks column(s) {missing} required by the data contract. "
+            "Add them to the source, or set `required: false` (or remove them) under "
+            "data_contract in conf/base/parameters_data_contract.yml."
+        )
+    kinds = {c: columns[c].dtype if c in columns else "str" for c in present}
+    if target:
+        kinds[target.column] = "int8"
+    valid_schema = {pseudonym: "str", **kinds, ROW_ORDER: "bigint"}
+    text_schema = {pseudonym: "str", **dict.fromkeys(present, "str"), ROW_ORDER: "bigint"}
+    text_schema |= {REASON_COLUMN: "str", RULES_COLUMN: "str"}
+    run = partial(
+        _ingest_batch,
+        key=key,
+        id_column=id_column,
+        pseudonym=pseudonym,
+        columns=columns,
+        target=target,
+        table_name=table_name,
+    )
+    valid = map_batches(
+        source, partial(run, part="valid", order=list(valid_schema)), schema=valid_schema
+    )
+    invalid = map_batches(
+        source, partial(run, part="invalid", order=list(text_schema)), schema=text_schema
+    )
+    # Kept once computed: counted here, then written by the catalog (no second validation).
+    valid, invalid = valid.cache(), invalid.cache()
+    n_valid = valid.count()
+    by_rules = Counter(
+        dict(lazy(invalid).group_by(RULES_COLUMN).agg(nw.len().alias("n")).collect().rows())
+    )
+    n_bad = sum(by_rules.values())
+    failures: Counter[str] = Counter()
+    for rules, n in by_rules.items():
+        for rule in (rules or "").split("\n"):
+            failures[rule] += n
+
+    def describe() -> str:
+        examples = [r[0] for r in invalid.select(REASON_COLUMN).limit(3).collect()]
+        lines = [f"{n_bad} row(s) of '{table_name}' break the data contract:"]
+        lines += [f"  - {rule}, {n} row(s)" for rule, n in sorted(failures.items())]
+        return "\n".join(lines + [f"  e.g. {e}" for e in examples])
+
+    _check_ratio(n_valid + n_bad, n_bad, params, describe)
+    if n_bad:
+        logger.warning("%s: %d of %d row(s) quarantined", table_name, n_bad, n_valid + n_bad)
+    report = {
+        "table": table_name,
+        "on_invalid": params.on_invalid,
+        "rows_in": n_valid + n_bad,
+        "rows_valid": n_valid,
+        "rows_invalid": n_bad,
+        "failures_by_rule": dict(sorted(failures.items())),
+        "columns": [c for c in valid_schema if c != ROW_ORDER],
+    }
+    return {"valid": valid, "quarantine": invalid.drop(RULES_COLUMN), "report": report}
 
 
 def ingest_applications(
@@ -104,6 +233,17 @@ def ingest_applications(
     keep = [c for c in (data_contract.id_column, target and target.column) if c]
     minimal = minimise_columns(applications, keep + data_contract.feature_columns, "applications")
     pseudonym = data_contract.pseudonymised_id_column
+    if is_spark(minimal):
+        return _validate_on_spark(
+            minimal,
+            pseudonymisation_key,
+            data_contract.id_column,
+            pseudonym,
+            data_contract.columns,
+            target,
+            params,
+            "applications",
+        )
     pseudonymised = pseudonymise_ids(
         minimal, pseudonymisation_key, data_contract.id_column, pseudonym
     )
@@ -123,5 +263,16 @@ def ingest_secondary_table(
     spec = data_contract.secondary_tables[table_name]
     pseudonym = data_contract.pseudonymised_id_column
     minimal = minimise_columns(table, [spec.key, *spec.columns], table_name)
+    if is_spark(minimal):
+        return _validate_on_spark(
+            minimal,
+            pseudonymisation_key,
+            spec.key,
+            pseudonym,
+            spec.columns,
+            None,
+            params,
+            table_name,
+        )
     pseudonymised = pseudonymise_ids(minimal, pseudonymisation_key, spec.key, pseudonym)
     return validate_table(pseudonymised, spec.columns, pseudonym, None, params, table_name)

@@ -23,6 +23,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from credit_scoring.config.data_science import PARAMS_FILE, DataScienceParams
+from credit_scoring.core import frames
 from credit_scoring.core.contract import DataContract
 from credit_scoring.core.encoding import category_codes, nan_for_missing
 from credit_scoring.core.errors import ContractError
@@ -75,9 +76,14 @@ def _xy(frame: pd.DataFrame, id_col: str, target: str) -> tuple[pd.DataFrame, np
     return nan_for_missing(frame.drop(columns=[id_col, target])), frame[target].to_numpy()
 
 
-def split_data(primary: pd.DataFrame, data_contract: DataContract) -> dict[str, pd.DataFrame]:
-    """The train / validation / test rows, as assigned by data_processing (``split`` column)."""
+def split_data(primary: Any, data_contract: DataContract) -> dict[str, pd.DataFrame]:
+    """The train / validation / test rows, as assigned by data_processing (``split`` column).
+
+    The models train in pandas: a table from the Spark engine is collected here, in its
+    source's row order, so both engines give the models the same rows in the same order.
+    """
     _columns(data_contract)
+    primary = frames.to_pandas(primary)
     if SPLIT_COLUMN not in primary.columns:
         raise ContractError(
             f"The primary table has no '{SPLIT_COLUMN}' column: re-run the data_processing "
