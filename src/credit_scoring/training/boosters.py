@@ -112,7 +112,7 @@ class XGBoostClassifier:
             verbose=False,  # no log-loss line per tree and per worker
             **self.params,
         )
-        logger.info("%s: XGBoost on %d Spark workers, %d rows", self.name, self.num_workers, len(x))
+        logger.info("XGBoost on %d Spark workers, %d rows", self.num_workers, len(x))
         return estimator.fit(frame).get_booster()
 
     def predict_proba(self, x: pd.DataFrame) -> np.ndarray:
