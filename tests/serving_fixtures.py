@@ -237,3 +237,27 @@ def api_server(bento: str, trained_project: Path, tmp_path_factory: pytest.TempP
     process, url = start_server(bentoml_serve(bento, port), env, folder, port)
     yield {"url": url, "db": f"sqlite:///{db}", "process": process, "log": folder / "serve.log"}
     stop_server(process)
+
+
+@pytest.fixture(scope="session")
+def xgboost_trained(primary: pd.DataFrame, service_module: ModuleType, parameters: dict[str, Any]):
+    """An XGBoost candidate fitted by the training code on the trained project's rows (in this
+    process: how it was trained does not matter to the service, which loads the booster)."""
+    from credit_scoring.config.data_science import Candidate, CostParams
+    from credit_scoring.core.encoding import category_codes
+    from credit_scoring.core.processing import load_processing
+    from credit_scoring.training.modeling import FitContext, fit_candidate
+
+    spec = service_module.SPEC
+    x = primary[spec.features]
+    declared = {n: c.allowed for n, c in spec.contract.columns.items() if c.allowed}
+    ctx = FitContext(
+        groups=load_processing(parameters["data_processing"]).imputation,
+        categories=category_codes(x, declared),
+        folds=2,
+        random_state=0,
+        monotone_increasing=tuple(parameters["data_science"]["monotone_increasing"]),
+    )
+    candidate = Candidate(kind="xgboost", fixed={"n_estimators": 60, "max_depth": 3})
+    y = primary[spec.contract.target.column].to_numpy()
+    return fit_candidate("xgboost", candidate, x, y, ctx, CostParams())

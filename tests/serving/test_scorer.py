@@ -1,6 +1,9 @@
-"""The scorer with a scikit-learn champion (logistic regression): scores and SHAP."""
+"""The scorer with other champions than LightGBM: a scikit-learn model (logistic regression)
+and an XGBoost booster; scores and SHAP."""
 
 from __future__ import annotations
+
+import math
 
 import mlflow.sklearn
 import numpy as np
@@ -75,3 +78,69 @@ def test_a_logistic_regression_champion_scores_and_explains(
     total = explanation.base_value + sum(c.shap_value for c in explanation.contributions)
     assert total == pytest.approx(explanation.probability, abs=1e-6)  # SHAP efficiency
     assert scorer.reasons(explanation)
+
+
+def _xgboost_scorer(model, spec, folder):
+    """The scorer of an XGBoost champion saved as ``mlflow.xgboost`` saves it (UBJ)."""
+    import mlflow.xgboost
+
+    mlflow.xgboost.save_model(model.estimator.booster_, folder / MODEL_DIR, model_format="ubj")
+    spec = ServingSpec.model_validate(
+        {
+            **spec.model_dump(),
+            "candidate": model.name,
+            "kind": "xgboost",
+            "threshold": model.threshold,
+            "categories": model.categories,
+        }
+    )
+    return Scorer(spec, folder)
+
+
+def test_an_xgboost_champion_scores_and_explains_with_its_own_treeshap(
+    tmp_path, primary, client_features, service_module, xgboost_trained
+):
+    import xgboost as xgb
+
+    model = xgboost_trained
+    scorer = _xgboost_scorer(model, service_module.SPEC, tmp_path)
+    booster = model.estimator.booster_
+    assert not list((tmp_path / MODEL_DIR).glob("*.pkl"))  # UBJ, no pickled code
+    assert scorer.booster.feature_types == booster.feature_types  # categories travel with it
+
+    ids = pd.Index(client_features["client_id"]).intersection(primary["client_id"])[:40]
+    records = json_records(
+        client_features.set_index("client_id").loc[ids].reset_index(), scorer.spec.request_columns()
+    )
+    rows = primary.set_index("client_id").loc[ids].reset_index()
+    encoded = model.model_input(rows).to_numpy(dtype=float)
+    matrix = xgb.DMatrix(
+        encoded,
+        feature_names=booster.feature_names,
+        feature_types=booster.feature_types,
+        enable_categorical=True,
+    )
+    expected = booster.predict(matrix).astype(float)
+    np.testing.assert_allclose(scorer.probabilities(records), expected, rtol=0, atol=1e-9)
+    assert scorer.probability(records[0]) == pytest.approx(expected[0], abs=1e-9)
+
+    margins = booster.predict(matrix, output_margin=True)
+    for i in range(3):
+        explanation = scorer.explain(records[i])
+        assert explanation.units == "log_odds"
+        assert explanation.probability == pytest.approx(expected[i], abs=1e-9)
+        total = explanation.base_value + sum(c.shap_value for c in explanation.contributions)
+        assert total == pytest.approx(float(margins[i]), abs=1e-5)  # SHAP efficiency, float32
+        logit = math.log(explanation.probability / (1 - explanation.probability))
+        assert total == pytest.approx(logit, abs=1e-4)
+        shap_sizes = [abs(c.shap_value) for c in explanation.contributions]
+        assert shap_sizes == sorted(shap_sizes, reverse=True)
+    assert scorer.reasons(scorer.explain(records[0]))
+
+
+def test_an_xgboost_booster_with_other_features_is_refused(
+    tmp_path, service_module, xgboost_trained
+):
+    spec = service_module.SPEC.model_copy(update={"features": service_module.SPEC.features[::-1]})
+    with pytest.raises(ValueError, match=r"features differ from serving_spec\.json"):
+        _xgboost_scorer(xgboost_trained, spec, tmp_path)

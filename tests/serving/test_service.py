@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import time
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -68,6 +69,53 @@ def test_no_training_serving_skew(service_module, http, primary, client_features
     np.testing.assert_allclose(scores, expected, rtol=0, atol=1e-9)
     single = http.post("/predict", json={"application": body[0]}).json()
     assert abs(single["probability"] - expected[0]) <= 1e-9
+
+
+def test_no_training_serving_skew_with_an_xgboost_champion(
+    mlflow_store, primary, client_features, service_module, xgboost_trained, trained_project
+):
+    """An XGBoost champion through the same chain as the LightGBM one: registered in MLflow
+    (UBJ), imported into BentoML by the build step, scored by the service's scorer from the
+    raw stored features; its probabilities equal the pipeline's (registry model) to 1e-9."""
+    import bentoml
+
+    from credit_scoring.config.loader import project_parameters
+    from credit_scoring.core.spec import SPEC_FILE, ServingSpec
+    from credit_scoring.ops.packaging import import_champion
+    from credit_scoring.serving.scorer import Scorer
+    from credit_scoring.training.registry import log_model
+
+    with mlflow.start_run():
+        info = log_model(xgboost_trained, primary, "credit_scoring")
+    mlflow.MlflowClient().set_registered_model_alias(
+        "credit_scoring", "champion", info.registered_model_version
+    )
+    conf = project_parameters(conf_source=trained_project / "conf")
+    bounds = json.loads((trained_project / "data/06_models/outlier_bounds.json").read_text())
+    imported = import_champion(
+        "credit_scoring",
+        fallback={  # what a training run logs next to the model (serving/*.json)
+            "data_contract": conf["data_contract"],
+            "data_processing": conf["data_processing"],
+            "outlier_bounds": bounds,
+        },
+    )
+    try:  # the session's other tests serve `credit_scoring:latest`: leave it the LightGBM one
+        spec = ServingSpec.load(imported.path_of(SPEC_FILE))
+        scorer = Scorer(spec, Path(imported.path))
+    finally:
+        bentoml.models.delete(imported.tag)
+    assert (spec.kind, spec.categories) == ("xgboost", xgboost_trained.categories)
+
+    pipeline = load_model("models:/credit_scoring@champion")
+    ids = pd.Index(client_features["client_id"]).intersection(primary["client_id"])[:150]
+    expected = pipeline.predict_proba(primary.set_index("client_id").loc[ids].reset_index())
+    body = json_records(
+        client_features.set_index("client_id").loc[ids].reset_index(), spec.request_columns()
+    )
+    np.testing.assert_allclose(scorer.probabilities(body), expected, rtol=0, atol=1e-9)
+    singles = [scorer.probability(record) for record in body[:20]]
+    np.testing.assert_allclose(singles, expected[:20], rtol=0, atol=1e-9)
 
 
 def test_service_class_in_process(service_module: ModuleType, application: dict[str, Any]):

@@ -36,11 +36,36 @@ class Search(Strict):
     space: dict[str, Distribution] = Field(default_factory=dict)
 
 
+class SparkTraining(Strict):
+    """Train across the Spark executors (``xgboost.spark.SparkXGBClassifier``)."""
+
+    num_workers: int = Field(
+        2,
+        ge=1,
+        description="XGBoost workers, one Spark task each; at most the session's task slots "
+        "(cores / spark.task.cpus), else training would wait for slots forever",
+    )
+
+
 class Candidate(Strict):
     kind: ModelKind
     fixed: dict[str, Any] = Field(default_factory=dict)
     search: Search | None = None
     class_weight: Literal["balanced", "none"] = "balanced"
+    spark: SparkTraining | None = Field(
+        None,
+        description="xgboost only: train on the Spark session of `kedro run --env spark` "
+        "instead of this process",
+    )
+
+    @model_validator(mode="after")
+    def _spark_is_for_xgboost(self) -> Candidate:
+        if self.spark is not None and self.kind != "xgboost":
+            raise ValueError(
+                f"`spark` trains XGBoost across Spark executors; kind {self.kind!r} trains in "
+                "this process: remove `spark` or use kind: xgboost"
+            )
+        return self
 
 
 class CostParams(Strict):

@@ -1,4 +1,5 @@
-"""How a model reads a processed row: category codes for LightGBM, NaN for missing values."""
+"""How a model reads a processed row: category codes for the tree boosters (LightGBM, XGBoost),
+NaN for missing values."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-ModelKind = Literal["dummy", "logistic_regression", "lightgbm"]
+ModelKind = Literal["dummy", "logistic_regression", "lightgbm", "xgboost"]
+# Kinds that read text columns as category codes and explain themselves with exact TreeSHAP.
+TREE_KINDS: tuple[ModelKind, ...] = ("lightgbm", "xgboost")
 
 
 def category_codes(
@@ -24,7 +27,7 @@ def category_codes(
 
 
 def encode_categories(frame: pd.DataFrame, categories: dict[str, list[str]]) -> pd.DataFrame:
-    """Text columns to fixed integer codes (unknown or missing -> NaN), as LightGBM reads them."""
+    """Text columns to fixed integer codes (unknown or missing -> NaN), as the boosters read them."""
     out = frame.copy()
     for column, values in categories.items():
         mapping = {value: float(i) for i, value in enumerate(values)}
@@ -44,7 +47,7 @@ def nan_for_missing(frame: pd.DataFrame) -> pd.DataFrame:
 def model_input(
     frame: pd.DataFrame, kind: ModelKind, categories: dict[str, list[str]]
 ) -> pd.DataFrame:
-    """LightGBM reads category codes; scikit-learn models read NaN (not None) for missing."""
-    if kind == "lightgbm":
+    """The boosters read category codes; scikit-learn models read NaN (not None) for missing."""
+    if kind in TREE_KINDS:
         return encode_categories(frame, categories)
     return nan_for_missing(frame)

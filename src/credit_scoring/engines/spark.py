@@ -108,3 +108,30 @@ def start_session(settings: dict[str, str]) -> SparkSession:
     for key, value in settings.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
+
+
+def active_session(user: str) -> SparkSession:
+    """The session the project hook started; ``user`` (who needs it) is named if there is none."""
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.getActiveSession()
+    if session is None:
+        raise SparkUnavailable(
+            f"{user} runs on Spark, but no Spark session is running: run it in the Spark "
+            "environment (`kedro run --env spark`, whose conf/spark/spark.yml starts the "
+            "session), or declare it in conf/spark/ rather than conf/base/"
+        )
+    return session
+
+
+def task_slots(session: SparkSession) -> int:
+    """How many tasks the session runs at once: its executors' cores / ``spark.task.cpus``
+    (``local[2]``: 2). Executors that have not registered yet are not counted."""
+    context = session.sparkContext
+    try:
+        jvm_context = context._jsc.sc()  # what xgboost.spark itself counts
+        profile = jvm_context.resourceProfileManager().resourceProfileFromId(0)
+        return int(jvm_context.maxNumConcurrentTasks(profile))
+    except Exception:  # no JVM handle (Spark Connect): Spark's own default parallelism
+        cpus = int(context.getConf().get("spark.task.cpus", "1"))
+        return max(int(context.defaultParallelism) // cpus, 1)

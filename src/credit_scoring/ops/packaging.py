@@ -2,7 +2,7 @@
 
 ``credit-scoring build`` (what ``make build`` runs) imports
 ``models:/<name>@champion`` as the BentoML model ``<name>``: the MLflow model directory
-(native LightGBM file or skops), and ``serving_spec.json`` with the registry version,
+(native LightGBM or XGBoost file, or skops), and ``serving_spec.json`` with the registry version,
 threshold, features, categories and the contract, feature declarations and outlier bounds
 logged by the training run itself. The bento is then built from ``bentofile.yaml``.
 """
@@ -25,6 +25,7 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from credit_scoring.config.loader import PROJECT_ROOT, project_parameters
+from credit_scoring.core.encoding import TREE_KINDS
 from credit_scoring.core.processing import load_processing
 from credit_scoring.core.spec import (
     BACKGROUND_FILE,
@@ -127,9 +128,9 @@ def import_champion(
     with bentoml.models.create(model_name, labels=labels, metadata=metadata) as bento_model:
         shutil.copytree(local, bento_model.path_of(MODEL_DIR))
         spec.save(bento_model.path_of(SPEC_FILE))
-        if spec.kind != "lightgbm":
+        if spec.kind not in TREE_KINDS:  # the boosters explain themselves (TreeSHAP)
             if background is None:
-                raise RuntimeError("A non-LightGBM champion needs background rows for SHAP")
+                raise RuntimeError("A scikit-learn champion needs background rows for SHAP")
             sample = background[spec.features].sample(min(100, len(background)), random_state=0)
             save_background(sample, bento_model.path_of(BACKGROUND_FILE))
     logger.info(

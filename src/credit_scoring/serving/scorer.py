@@ -1,10 +1,10 @@
 """Score and explain applications with the packaged champion.
 
-LightGBM (the usual champion) is scored with its native ``Booster`` on a NumPy row built by
-``features.RowTransformer``: tens of microseconds per application, no pandas on the hot
-path. Its SHAP values are LightGBM's exact TreeSHAP (``pred_contrib``), in log-odds. Other
-scikit-learn champions go through a DataFrame and a permutation SHAP explainer on a small
-background sample stored with the model.
+LightGBM (the usual champion) and XGBoost are scored with their native boosters on a NumPy
+row built by ``features.RowTransformer``: no pandas on the hot path. Their SHAP values are
+the boosters' own exact TreeSHAP (LightGBM ``pred_contrib``, XGBoost ``pred_contribs``), in
+log-odds. Other scikit-learn champions go through a DataFrame and a permutation SHAP
+explainer on a small background sample stored with the model.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import pandas as pd
@@ -59,11 +59,12 @@ class Scorer:
         self.estimator: Any = None
         self._explainer: Any = None
         self.codes: dict[str, list[str]] = spec.categories
-        if spec.kind == "lightgbm":
-            import lightgbm as lgb
-
-            self.booster = lgb.Booster(model_file=str(model_path / MODEL_DIR / "model.lgb"))
-            if self.booster.feature_name() != self.features:
+        self._trees: _Trees | None = None
+        if spec.kind in ("lightgbm", "xgboost"):
+            trees = _LightGBMTrees if spec.kind == "lightgbm" else _XGBoostTrees
+            self._trees = trees(model_path / MODEL_DIR)
+            self.booster = self._trees.booster  # the library's own Booster
+            if self._trees.feature_names() != self.features:
                 raise ValueError(
                     "The packaged booster's features differ from serving_spec.json; rebuild "
                     "the bento with `make build`."
@@ -83,17 +84,16 @@ class Scorer:
     # --- scores -------------------------------------------------------------------------
 
     def probabilities(self, records: list[dict[str, Any]]) -> np.ndarray:
-        if self.booster is not None:
+        if self._trees is not None:
             rows = np.vstack([self.transformer.vector(r) for r in records])
-            return np.asarray(self.booster.predict(rows, num_threads=1), dtype=float)
+            return self._trees.predict(rows)
         frame = self.frame(records)
         scores = self.estimator.predict_proba(model_input(frame, self.spec.kind, {}))  # type: ignore[arg-type]
         return np.asarray(scores)[:, 1]
 
     def probability(self, record: dict[str, Any]) -> float:
-        if self.booster is not None:
-            row = self.transformer.vector(record)
-            return float(self.booster.predict(row, num_threads=1)[0])
+        if self._trees is not None:
+            return float(self._trees.predict(self.transformer.vector(record))[0])
         return float(self.probabilities([record])[0])
 
     def refuse(self, probability: float) -> bool:
@@ -116,11 +116,11 @@ class Scorer:
 
     def explain(self, record: dict[str, Any]) -> Explanation:
         processed = self.transformer.record(record)
-        if self.booster is not None:
+        if self._trees is not None:
             row = self.transformer.vector(record)
-            contrib = np.asarray(self.booster.predict(row, pred_contrib=True, num_threads=1))[0]
+            contrib = self._trees.contributions(row)[0]
             values, base = contrib[:-1], float(contrib[-1])
-            probability = float(self.booster.predict(row, num_threads=1)[0])  # same as /predict
+            probability = float(self._trees.predict(row)[0])  # same as /predict
             units = "log_odds"
         else:
             encoded = encode_categories(self.frame([record]), self.codes)
@@ -172,6 +172,76 @@ class Scorer:
 
         masker = shap.maskers.Independent(encoded, max_samples=len(encoded))
         return shap.explainers.Permutation(positive, masker)
+
+
+class _Trees(Protocol):
+    """A native booster on model-input rows (NumPy, category codes, NaN for missing)."""
+
+    booster: Any
+
+    def feature_names(self) -> list[str]: ...
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        """Probabilities of default, float64, one per row."""
+        ...
+
+    def contributions(self, rows: np.ndarray) -> np.ndarray:
+        """TreeSHAP in log-odds, ``(rows, features + 1)``; the last column is the base value."""
+        ...
+
+
+class _LightGBMTrees:
+    """LightGBM's Booster from its text file (``mlflow.lightgbm``), one thread per call."""
+
+    def __init__(self, model_dir: Path) -> None:
+        import lightgbm as lgb
+
+        self.booster = lgb.Booster(model_file=str(model_dir / "model.lgb"))
+
+    def feature_names(self) -> list[str]:
+        return list(self.booster.feature_name())
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        return np.asarray(self.booster.predict(rows, num_threads=1), dtype=float)
+
+    def contributions(self, rows: np.ndarray) -> np.ndarray:
+        return np.asarray(self.booster.predict(rows, pred_contrib=True, num_threads=1))
+
+
+class _XGBoostTrees:
+    """XGBoost's Booster from the file ``mlflow.xgboost`` logged (UBJ), one thread per call.
+
+    Its feature types (categorical codes marked 'c') travel in the file.
+    """
+
+    def __init__(self, model_dir: Path) -> None:
+        import xgboost as xgb
+        import yaml
+
+        flavor = yaml.safe_load((model_dir / "MLmodel").read_text())["flavors"].get("xgboost")
+        if flavor is None:
+            raise ValueError(f"{model_dir} holds no XGBoost model; rebuild with `make build`.")
+        self._xgb = xgb
+        self.booster = xgb.Booster(model_file=str(model_dir / flavor["data"]))
+        # One request is one row: threads would cost more than they save, and the workers
+        # of the service already share the cores.
+        self.booster.set_param({"nthread": 1})
+
+    def feature_names(self) -> list[str]:
+        return list(self.booster.feature_names or [])
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        return np.asarray(self.booster.inplace_predict(rows), dtype=float)
+
+    def contributions(self, rows: np.ndarray) -> np.ndarray:
+        matrix = self._xgb.DMatrix(
+            rows,
+            feature_names=self.booster.feature_names,
+            feature_types=self.booster.feature_types,
+            enable_categorical=True,
+            nthread=1,
+        )
+        return np.asarray(self.booster.predict(matrix, pred_contribs=True), dtype=float)
 
 
 def load_skops_model(model_dir: Path) -> Any:

@@ -1,8 +1,8 @@
 """Candidate models, the business cost, the decision threshold and hyperparameter search.
 
 Everything a model needs to score a row travels with it in ``TrainedModel``: the input
-feature list, the category codes (LightGBM), the estimator and the decision threshold, so
-the API never has to guess.
+feature list, the category codes (LightGBM, XGBoost), the estimator and the decision
+threshold, so the API never has to guess.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from credit_scoring.config.data_science import Candidate, CostParams, Distribution
-from credit_scoring.core.encoding import ModelKind, model_input
+from credit_scoring.core.encoding import TREE_KINDS, ModelKind, model_input
 from credit_scoring.core.processing import ImputationGroup
+from credit_scoring.training.boosters import XGBoostClassifier, check_spark_candidate
 from credit_scoring.training.imputation import build_imputer
 from credit_scoring.training.metrics import best_threshold
 
@@ -105,11 +106,24 @@ def build_estimator(
     if candidate.kind == "logistic_regression":
         return _logistic_pipeline(frame, ctx.groups, candidate, params)
     balanced = candidate.class_weight == "balanced"
+    weight = float((y == 0).sum() / max((y == 1).sum(), 1)) if balanced else 1.0
+    monotone = [int(c in ctx.monotone_increasing) for c in frame.columns]
+    if candidate.kind == "xgboost":
+        settings = {
+            "random_state": ctx.random_state,
+            "scale_pos_weight": weight,
+            "monotone_constraints": "(" + ",".join(map(str, monotone)) + ")",
+        }
+        return XGBoostClassifier(
+            {**settings, **candidate.fixed, **params},
+            categorical=[c for c in frame.columns if c in ctx.categories],
+            num_workers=candidate.spark.num_workers if candidate.spark else None,
+        )
     settings = {
         "random_state": ctx.random_state,
         "verbose": -1,
-        "scale_pos_weight": float((y == 0).sum() / max((y == 1).sum(), 1)) if balanced else 1.0,
-        "monotone_constraints": [int(c in ctx.monotone_increasing) for c in frame.columns],
+        "scale_pos_weight": weight,
+        "monotone_constraints": monotone,
     }
     return lgb.LGBMClassifier(**{**settings, **candidate.fixed, **params})
 
@@ -198,6 +212,7 @@ def fit_candidate(
 ) -> TrainedModel:
     """Tune, get out-of-fold scores, choose the threshold on them, refit on all training rows."""
     start = time.perf_counter()
+    check_spark_candidate(name, candidate)  # before any work: a hang becomes an error
     best, cv_auc = tune(name, candidate, x, y, ctx)
     oof = out_of_fold_scores(candidate, x, y, best, ctx)
     threshold, oof_cost = best_threshold(y, oof, cost)
@@ -209,7 +224,7 @@ def fit_candidate(
         kind=candidate.kind,
         estimator=estimator,
         features=list(x.columns),
-        categories=ctx.categories if candidate.kind == "lightgbm" else {},
+        categories=ctx.categories if candidate.kind in TREE_KINDS else {},
         threshold=threshold,
         params=best,
         cv_auc=float(roc_auc_score(y, oof)) if len(np.unique(y)) > 1 else cv_auc,

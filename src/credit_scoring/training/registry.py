@@ -26,6 +26,7 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 from credit_scoring.config.data_science import CostParams
+from credit_scoring.training.boosters import XGBoostClassifier
 from credit_scoring.training.metrics import classification_metrics
 from credit_scoring.training.modeling import TrainedModel
 
@@ -169,8 +170,8 @@ def _metadata(model: TrainedModel) -> dict[str, Any]:
 def log_model(model: TrainedModel, example: pd.DataFrame, registered_name: str) -> Any:
     """Log the model in the active run and register it; returns the ModelInfo.
 
-    LightGBM goes in its native text format (no pickled code); scikit-learn models in skops
-    format with an explicit list of trusted types.
+    LightGBM goes in its native text format and XGBoost in its own UBJ (no pickled code);
+    scikit-learn models in skops format with an explicit list of trusted types.
     """
     rows = example[model.features].head(20)
     # Numbers as float64 in the signature: an integer column may be missing at scoring time.
@@ -183,6 +184,16 @@ def log_model(model: TrainedModel, example: pd.DataFrame, registered_name: str) 
         return mlflow.lightgbm.log_model(
             model.estimator.booster_,
             name="model",
+            registered_model_name=registered_name,
+            signature=infer_signature(seen, scores),
+            input_example=seen.head(3),
+            metadata=_metadata(model),
+        )
+    if model.kind == "xgboost":
+        return mlflow.xgboost.log_model(
+            model.estimator.booster_,
+            name="model",
+            model_format="ubj",  # XGBoost's own binary JSON: trees and feature types, no code
             registered_model_name=registered_name,
             signature=infer_signature(seen, scores),
             input_example=seen.head(3),
@@ -231,6 +242,8 @@ def load_model(model_uri: str) -> TrainedModel:
     meta = info.metadata or {}
     if meta.get("kind") == "lightgbm":
         estimator: Any = _BoosterAsClassifier(mlflow.lightgbm.load_model(model_uri))
+    elif meta.get("kind") == "xgboost":
+        estimator = XGBoostClassifier.from_booster(mlflow.xgboost.load_model(model_uri))
     else:
         estimator = mlflow.sklearn.load_model(model_uri)
     return TrainedModel(

@@ -368,10 +368,19 @@ class _Scorer(ClassifierMixin, BaseEstimator):
 def _shap_values(
     model: TrainedModel, train: pd.DataFrame, sample: pd.DataFrame
 ) -> shap.Explanation | None:
-    """SHAP values of the score: exact TreeSHAP for LightGBM, exact linear SHAP for the
-    logistic regression (in its design space: scaled numbers and one-hot categories)."""
+    """SHAP values of the score: exact TreeSHAP for LightGBM and XGBoost (XGBoost's own, in
+    log-odds, as the API gives them), exact linear SHAP for the logistic regression (in its
+    design space: scaled numbers and one-hot categories)."""
     if model.kind == "dummy":
         return None
+    if model.kind == "xgboost":
+        contributions = model.estimator.contributions(model.model_input(sample))
+        return shap.Explanation(
+            values=contributions[:, :-1],
+            base_values=contributions[:, -1],
+            data=sample[model.features].to_numpy(),  # show raw values, not codes
+            feature_names=model.features,
+        )
     if model.kind == "lightgbm":
         values = shap.TreeExplainer(model.estimator)(model.model_input(sample))
         if values.values.ndim == 3:  # (rows, features, classes): keep the default class
