@@ -264,3 +264,22 @@ def test_spark_maps_the_same_scorer_to_the_same_numbers(
     )
     assert (merged["decision_spark"] == merged["decision_pd"]).all()
     assert (merged["features_spark"] == merged["features_pd"]).all()
+
+
+def test_the_monitoring_reads_batch_events(
+    batch_run: dict[str, Any], trained_project: Path, batch_db: str
+) -> None:
+    """`kedro run --pipeline monitoring` on the batch's events: a drift verdict, the window's
+    events counted by source (api, batch)."""
+    import json
+
+    monitored = _kedro(trained_project, batch_db, "--pipeline", "monitoring")
+    assert monitored.returncode == 0, monitored.stdout[-3000:] + monitored.stderr[-3000:]
+    folder = trained_project / "data/08_reporting/monitoring/summary.json"
+    newest = max(folder.iterdir(), key=lambda p: p.name)
+    summary = json.loads((newest / "summary.json").read_text())
+    window = summary["window"]
+    assert summary["status"] == "ok" and summary["drift"] is not None
+    # the newest events are the batch's (API events of earlier tests may precede them)
+    assert window["sources"]["batch"] == min(len(batch_run["scores"]), window["events"])
+    assert window["sources"]["batch"] + window["sources"]["api"] == window["events"]
