@@ -97,6 +97,8 @@ class TableDataset(AbstractDataset[Any, Any]):
                 frame = pd.read_sql_table(self._table, conn)
         finally:
             engine.dispose()
+        # plain str names (SQLAlchemy gives its own str subclass, which JSON encoders refuse)
+        frame.columns = [str.__str__(c) for c in frame.columns]
         if self._engine == "pandas":
             return frame
         from pyspark.sql import SparkSession

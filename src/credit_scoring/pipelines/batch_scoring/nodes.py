@@ -56,7 +56,7 @@ def check_pseudonyms(ids: pd.Series) -> None:
 def feature_json(features: pd.DataFrame) -> list[str]:
     """Each row's features as the API stores them in an event: JSON, null for missing."""
     return [
-        orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+        orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS).decode()
         for row in features.to_dict(orient="records")
     ]
 
