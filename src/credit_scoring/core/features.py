@@ -378,12 +378,11 @@ def _objects(values: Any) -> np.ndarray:
 
 
 def _codes(values: Any, codes: dict[Any, float], n: int) -> np.ndarray:
-    """``vector``'s category codes for a whole column: NaN for missing or unknown values."""
+    """``vector``'s category codes for a whole column: NaN for missing or unknown values
+    (a hash lookup per value, as ``dict.get``, done by pandas in C)."""
     series = values if isinstance(values, pd.Series) else pd.Series(values)
-    objects = series.to_numpy(dtype=object)
-    return np.fromiter(
-        (codes.get(v, math.nan) if v is not None else math.nan for v in objects), np.float64, n
-    )
+    mapped = series.astype(object).map(codes)
+    return mapped.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 def _compute_column(row: dict[str, Any], feature: DerivedFeature, n: int) -> np.ndarray:
