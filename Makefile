@@ -15,6 +15,7 @@ export KEDRO_DISABLE_TELEMETRY := 1
 
 .PHONY: image-pipeline image-service images bench-images manifests docker-engine local-base
 .PHONY: monitor simulate-traffic simulate-drift simulate-outcomes load-outcomes trigger dashboards monitoring-demo bench-monitoring
+.PHONY: batch-score bench-batch-scoring
 .PHONY: help bootstrap dvc-stages bench-footprint data data-home-credit data-drift run test test-fast lint format ui viz repro dvc-push clean bench-processing bench-training build serve dashboard token purge-events bench-serving bench-dashboard
 
 help: ## List the targets
@@ -136,6 +137,12 @@ dashboards: bootstrap ## Regenerate monitoring/grafana/dashboards/*.json from th
 monitoring-demo: bootstrap ## The whole loop on loopback, narrated: drift -> alert -> retraining -> new model (~5 min)
 	@command -v prometheus >/dev/null || { echo "needs Debian's prometheus, prometheus-alertmanager, prometheus-pushgateway (apt-get install ...)"; exit 2; }
 	UV="$(UV)" $(RUN) credit-scoring monitoring-demo
+
+batch-score: bootstrap ## Score every known client with the champion (Parquet, batch_scores table, events)
+	$(RUN) kedro run --pipeline batch_scoring
+
+bench-batch-scoring: bootstrap ## Batch scoring: vectorised vs the API's per-row path, pandas vs Spark local[2] (300k clients)
+	$(RUN) python bench/batch_scoring.py
 
 bench-monitoring: bootstrap ## Monitoring pipeline vs Evidently alone (100k events from PostgreSQL, 300k reference), then the demo loop timed
 	$(RUN) python bench/monitoring.py

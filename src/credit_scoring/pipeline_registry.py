@@ -33,9 +33,17 @@ def _monitoring() -> Pipeline:
     return monitoring.create_pipeline()
 
 
+def _batch_scoring() -> Pipeline:
+    from credit_scoring.pipelines import batch_scoring
+
+    return batch_scoring.create_pipeline()
+
+
 def register_pipelines() -> dict[str, Pipeline]:
     requested = getattr(project_pipelines, "_requested_pipelines", None)
-    names = set(requested or [*TRAINING, "__default__", "retraining", "monitoring"])
+    names = set(
+        requested or [*TRAINING, "__default__", "retraining", "monitoring", "batch_scoring"]
+    )
     built: dict[str, Pipeline] = {}
     if names & {*TRAINING, "__default__", "retraining"}:
         contract = project_contract()  # read once for every pipeline built from it
@@ -47,4 +55,8 @@ def register_pipelines() -> dict[str, Pipeline]:
         built.update(dict.fromkeys(whole, sum(training.values(), Pipeline([]))))
     if "monitoring" in names:
         built["monitoring"] = _monitoring()
+    # Not part of __default__: it scores with the champion, which a training run may just
+    # have replaced (or not: the gate decides), and it runs on its own schedule (nightly).
+    if "batch_scoring" in names:
+        built["batch_scoring"] = _batch_scoring()
     return built

@@ -30,6 +30,7 @@ RESULTS = BENCH / "results"
 HELPERS = {"asgi_floor.py", "smoke.py"}  # served or imported by the scripts, not run
 # script -> the test below that runs its smoke mode
 SMOKE_TESTS = {
+    "batch_scoring.py": "test_batch_scoring",
     "bento_footprint.py": "test_bento_footprint",
     "dashboard.py": "test_dashboard",
     "images.py": "test_images",
@@ -130,6 +131,17 @@ def test_training(tmp_path: Path) -> None:
     # the bare script and `kedro run` train the same candidates on the same rows
     assert out["kedro_run_test_auc"] == pytest.approx(out["test_auc"], abs=0.02)
     assert out["kedro_run_gate"].startswith("PROMOTED")
+
+
+@pytest.mark.integration
+def test_batch_scoring(tmp_path: Path, trained_project: Path) -> None:
+    require_binary("java")
+    out = smoke("batch_scoring.py", tmp_path / "r.json", "--project", str(trained_project))
+    for engine in ("pandas", "spark_local_2"):
+        assert out[engine]["scores_rows_per_s"] > 0
+        assert out[engine]["max_abs_diff_vs_api_per_row"] <= 1e-9
+    assert out["api_per_row"]["rows_per_s"] > 0 and out["writes_sqlite"]["events_seconds"] > 0
+    assert out["targets_met"]["same_probabilities_as_api_1e-9"]
 
 
 @pytest.mark.integration

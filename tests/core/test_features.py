@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -92,3 +94,85 @@ def test_secondary_aggregates_and_join_give_zero_count_to_clients_without_rows()
     joined = join_aggregates(pd.DataFrame({"cid": ["a", "c"]}), agg.reset_index(), "cid", "T_COUNT")
     assert joined["T_COUNT"].tolist() == [2.0, 0.0]
     assert np.isnan(joined.loc[1, "T_AMT_SUM"])
+
+
+# --- RowTransformer.matrix: the batch path, against the API's row-by-row vector -------------
+
+
+def _edge_rows() -> pd.DataFrame:
+    """Rows that exercise every rule: sentinels, bounds, zero divisors, missing and unknown
+    categories, comparisons with missing values, text in a number column."""
+    return pd.DataFrame(
+        {
+            "AMT_CREDIT": [1000.0, 0.0, np.nan, 5e9, -3.0, 250.5],
+            "AMT_INCOME_TOTAL": [0.0, 0.0, 10.0, 2.0, np.nan, 3.0],
+            "DAYS_EMPLOYED": [365243, -100, None, 365243.0, -5, np.nan],
+            "KIND": ["a", "b", None, "zzz", "a", np.nan],
+            "SCORE": ["0.5", "x", None, 1, 2.5, np.nan],
+        }
+    ).astype({"DAYS_EMPLOYED": object, "SCORE": object})
+
+
+def _edge_transformer():
+    from credit_scoring.core.features import FeatureSpec, RowTransformer
+
+    spec = FeatureSpec.model_validate(
+        {
+            "anomalies": [
+                {"column": "DAYS_EMPLOYED", "value": 365243, "flag_column": "EMPLOYED_ANOMALY"}
+            ],
+            "domain_features": {
+                "RATIO": {"op": "ratio", "left": "AMT_CREDIT", "right": "AMT_INCOME_TOTAL"},
+                "DIFF": {"op": "difference", "left": "AMT_CREDIT", "value": 1.5},
+                "SUM": {"op": "sum", "left": "AMT_CREDIT", "right": "DAYS_EMPLOYED"},
+                "PRODUCT": {"op": "product", "left": "RATIO", "value": -0.0027379},
+                "IS_A": {"op": "equals", "left": "KIND", "value": "a"},
+                "BIG": {"op": "greater_than", "left": "AMT_CREDIT", "right": "AMT_INCOME_TOTAL"},
+                "SMALL": {"op": "less_than", "left": "AMT_CREDIT", "value": 100},
+                "NO_KIND": {"op": "is_missing", "left": "KIND"},
+            },
+        }
+    )
+    bounds = {
+        "AMT_CREDIT": {"lower": 0.0, "upper": 1e9, "action": "clip"},
+        "AMT_INCOME_TOTAL": {"lower": 1.0, "upper": None, "action": "set_missing"},
+    }
+    features = [
+        "AMT_CREDIT", "AMT_INCOME_TOTAL", "DAYS_EMPLOYED", "EMPLOYED_ANOMALY", "KIND",
+        "SCORE", "RATIO", "DIFF", "SUM", "PRODUCT", "IS_A", "BIG", "SMALL", "NO_KIND", "ABSENT",
+    ]  # fmt: skip
+    return RowTransformer(spec, bounds, features, {"KIND": ["a", "b"]})
+
+
+def test_matrix_equals_the_row_by_row_vector_to_the_bit() -> None:
+    transformer = _edge_transformer()
+    rows = _edge_rows()
+    records = rows.astype(object).where(rows.notna(), None).to_dict(orient="records")
+    expected = np.vstack([transformer.vector(r) for r in records])
+    got = transformer.matrix(rows)
+    assert got.shape == expected.shape == (len(rows), len(transformer.features))
+    np.testing.assert_array_equal(got, expected)  # NaN where NaN, every other bit equal
+    assert np.isnan(got[:, -1]).all()  # a feature the table lacks is missing
+    assert got[0, 3] == 1.0 and np.isnan(got[0, 2])  # the sentinel became a flag
+
+
+def test_matrix_of_the_project_declarations_equals_the_vector(
+    raw_tables: dict[str, pd.DataFrame], processing: Any, contract: Any
+) -> None:
+    """The project's own declarations on generated applications, as pandas reads them."""
+    from credit_scoring.core.features import RowTransformer
+
+    frame = raw_tables[next(iter(raw_tables))].head(500)
+    spec = processing.feature_spec()
+    categories = {
+        name: sorted(str(v) for v in frame[name].dropna().unique())[:-1]  # one value unknown
+        for name, col in contract.columns.items()
+        if col.dtype == "category" and name in frame
+    }
+    assert categories, "the project has categorical columns to encode"
+    features = [*contract.columns, *spec.domain_features, *(a.flag_column for a in spec.anomalies)]
+    bounds = {"AMT_INCOME_TOTAL": {"lower": 30000.0, "upper": 500000.0, "action": "clip"}}
+    transformer = RowTransformer(spec, bounds, features, categories)
+    records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+    expected = np.vstack([transformer.vector(r) for r in records])
+    np.testing.assert_array_equal(transformer.matrix(frame), expected)

@@ -230,7 +230,7 @@ def test_a_journal_written_before_the_lineage_columns_is_still_shipped(db_url: s
     engine = make_engine(db_url)
     create_schema(engine)
     journal = Journal.create(tmp_path / "journal")
-    old_line = list(_event_row(event(7)))[:-2]  # the previous release's 11 columns
+    old_line = list(_event_row(event(7)))[:-3]  # the previous release's 11 columns
     journal.append(orjson.dumps(old_line) + b"\n")
     assert ship_journal(journal, insert_rows(engine), batch_size=10, complete=True) == 1
     journal.close()
@@ -355,3 +355,16 @@ def test_the_default_database_is_the_projects_whatever_the_working_directory(
     url = database_url("/srv/project", environ={})
     assert url == "sqlite:////srv/project/data/09_serving/serving.db"
     assert database_url("/srv/project", environ={"CREDIT_SCORING_DATABASE_URL": "x"}) == "x"
+
+
+def test_api_events_are_marked_api_and_an_old_table_gets_the_source_column(db_url: str):
+    engine = make_engine(db_url)
+    create_schema(engine)
+    with engine.begin() as conn:  # a table of the release before the source column
+        conn.exec_driver_sql("ALTER TABLE prediction_events DROP COLUMN source")
+    create_schema(engine)  # what every process runs before its first insert
+    engine.dispose()
+    store = EventStore(db_url, batch_size=10)
+    store.record(event(1))
+    store.close()
+    assert read_events(db_url)["source"].tolist() == ["api"]

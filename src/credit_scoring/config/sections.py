@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from credit_scoring.config.batch_scoring import BatchScoringParams
 from credit_scoring.config.data_science import DataScienceParams
 from credit_scoring.config.ingestion import IngestionParams
 from credit_scoring.config.monitoring import MonitoringParams
@@ -24,5 +25,6 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "data_science": DataScienceParams,
     "serving": ServingConfig,
     "monitoring": MonitoringParams,
+    "batch_scoring": BatchScoringParams,
     "synthetic": SyntheticParams,
 }

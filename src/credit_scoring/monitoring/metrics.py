@@ -37,6 +37,13 @@ def build_registry(summary: dict[str, Any]) -> CollectorRegistry:
         summary["timestamp"],
     )
     gauge("window_events", "Prediction events in the monitored window", summary["window"]["events"])
+    sources = summary["window"].get("sources")
+    if sources:  # label values: the bounded set storage.schema.SOURCES (api, batch)
+        by_source = gauge(
+            "window_source_events", "Events of the window by who decided", None, ["source"]
+        )
+        for source, count in sources.items():
+            by_source.labels(**model, source=source).set(count)
     gauge(
         "labelled_events",
         "Events of the window whose outcome (delayed label) is known",

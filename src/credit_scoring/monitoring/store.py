@@ -94,13 +94,15 @@ META_COLUMNS = [
     "probability",
     "decision",
     "threshold",
+    "source",
 ]
 CHUNK = 10_000
 
 
 def read_window(url: str, model_name: str, window: Window) -> pd.DataFrame:
     """The events of the window, oldest first: one column per feature the API received, then
-    ``probability``, ``decision``, ``threshold``, ``model_version`` and ``defaulted`` (the
+    ``probability``, ``decision``, ``threshold``, ``model_version``, ``source`` (``api`` or
+    ``batch``: a batch scoring run's events are read like the API's) and ``defaulted`` (the
     outcome, NaN where it is not known yet). Empty if there are no events."""
     engine = make_engine(url)
     try:
@@ -108,6 +110,8 @@ def read_window(url: str, model_name: str, window: Window) -> pd.DataFrame:
         if events_table.name not in tables:  # nothing served yet (and nothing written here)
             return pd.DataFrame()
         e = events_table.c
+        stored = {c["name"] for c in sa.inspect(engine).get_columns(events_table.name)}
+        has_source = "source" in stored  # a database no API of this version has written yet
         with engine.connect() as conn:
             version = window.model_version
             if version is None:
@@ -128,6 +132,10 @@ def read_window(url: str, model_name: str, window: Window) -> pd.DataFrame:
                 e.probability,
                 e.decision,
                 e.threshold,
+                # api or batch (null: an API event stored before the column existed)
+                sa.func.coalesce(e.source, "api").label("source")
+                if has_source
+                else sa.literal("api").label("source"),
                 # as text, parsed by orjson below: several times faster than the driver's json
                 sa.cast(e.features, sa.Text).label("features"),
             ).where(e.model_name == model_name, e.model_version == str(version))

@@ -152,6 +152,7 @@ def _event_row(e: dict[str, Any]) -> tuple[Any, ...]:
         float(e["threshold"]),
         e.get("mlflow_run_id"),
         e.get("image"),
+        e.get("source", "api"),
     )
 
 

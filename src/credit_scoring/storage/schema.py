@@ -35,6 +35,9 @@ events_table = sa.Table(
     # lineage: the training run of the model (-> its commit and data hash) and the image
     sa.Column("mlflow_run_id", sa.String(64), nullable=True),
     sa.Column("image", sa.String(255), nullable=True, comment="image that served it"),
+    # who decided: the API ("api"; null in rows written before the column) or a batch
+    # scoring run ("batch"); a bounded set, safe as a metric label
+    sa.Column("source", sa.String(8), nullable=True, comment="api | batch"),
     sa.Index(f"uq_{EVENTS_TABLE}_event_id", "event_id", unique=True),
 )
 AUDIT_TABLE = "access_audit"
@@ -69,7 +72,9 @@ _ADDED_COLUMNS = {
     "event_id": "VARCHAR(32)",
     "mlflow_run_id": "VARCHAR(64)",
     "image": "VARCHAR(255)",
+    "source": "VARCHAR(8)",
 }
+SOURCES = ("api", "batch")  # the values of prediction_events.source
 
 
 def create_schema(engine: Engine, table: sa.Table = events_table) -> None:

@@ -28,6 +28,7 @@ from credit_scoring.core.spec import REFERENCE_ARTIFACT, SERVING_ARTIFACTS
 from credit_scoring.monitoring.drift import SCORE, prepare, run_report
 from credit_scoring.monitoring.metrics import push
 from credit_scoring.monitoring.store import Window, read_window
+from credit_scoring.storage.schema import SOURCES
 from credit_scoring.training.metrics import classification_metrics
 
 logger = logging.getLogger(__name__)
@@ -190,6 +191,10 @@ def measure(
     if window.empty:
         summary["status"] = "no_events"
         return {"summary": summary, "html": html}
+    if "source" in window:  # how much of the window the API decided, and batch runs scored
+        summary["window"]["sources"] = {
+            source: int((window["source"] == source).sum()) for source in SOURCES
+        }
     summary["window"]["first_event"] = str(window["event_time"].iloc[0])
     summary["window"]["last_event"] = str(window["event_time"].iloc[-1])
     if len(window) < params.window.min_events:
