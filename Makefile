@@ -13,7 +13,7 @@ export DO_NOT_TRACK := 1
 export BENTOML_DO_NOT_TRACK := True
 export KEDRO_DISABLE_TELEMETRY := 1
 
-.PHONY: image-pipeline image-service images bench-images manifests docker-engine local-base
+.PHONY: image-pipeline image-pipeline-spark image-service images bench-images manifests docker-engine local-base
 .PHONY: monitor simulate-traffic simulate-drift simulate-outcomes load-outcomes trigger dashboards monitoring-demo bench-monitoring
 .PHONY: batch-score bench-batch-scoring
 .PHONY: help bootstrap dvc-stages bench-footprint data data-home-credit data-drift run test test-fast lint format ui viz repro dvc-push clean bench-processing bench-training build serve dashboard token purge-events bench-serving bench-dashboard
@@ -153,6 +153,7 @@ bench-monitoring: bootstrap ## Monitoring pipeline vs Evidently alone (100k even
 # CA_BUNDLE: the CA of a TLS-intercepting proxy, passed as a build secret (never stored).
 DOCKER ?= $(shell [ -x /usr/bin/docker ] && echo /usr/bin/docker || echo docker)
 PIPELINE_IMAGE ?= credit-scoring-pipeline
+PIPELINE_SPARK_IMAGE ?= credit-scoring-pipeline-spark
 SERVICE_IMAGE ?= credit-scoring-service
 GIT_COMMIT := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 comma := ,
@@ -169,11 +170,16 @@ image-pipeline: ## Build the pipeline image (kedro jobs, retrain trigger) tagged
 		--build-arg GIT_COMMIT=$(GIT_COMMIT) $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) \
 		$(if $(CA_BUNDLE),--secret id=ca$(comma)src=$(CA_BUNDLE)) .
 
+image-pipeline-spark: ## Build the pipeline image's Spark variant (Java 17, PySpark; kedro run --env spark)
+	DOCKER_BUILDKIT=1 $(DOCKER) build --network host --target spark -t $(PIPELINE_SPARK_IMAGE):$(GIT_COMMIT) \
+		--build-arg GIT_COMMIT=$(GIT_COMMIT) $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) \
+		$(if $(CA_BUNDLE),--secret id=ca$(comma)src=$(CA_BUNDLE)) .
+
 image-service: bootstrap ## Build the service image from the latest bento (after make build)
 	DOCKER="$(DOCKER)" $(RUN) credit-scoring image-service --repository $(SERVICE_IMAGE) \
 		$(if $(BASE_IMAGE),--base-image $(BASE_IMAGE)) $(if $(CA_BUNDLE),--ca-bundle $(CA_BUNDLE))
 
-images: image-pipeline image-service ## Both images
+images: image-pipeline image-pipeline-spark image-service ## The three images
 
 bench-images: bootstrap ## Image sizes and the service container's cold start vs bare bentoml serve (after make build)
 	$(RUN) python bench/images.py

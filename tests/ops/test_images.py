@@ -1,9 +1,11 @@
-"""Both images, built with a real Docker engine and run as the cluster runs them.
+"""The images, built with a real Docker engine and run as the cluster runs them.
 
 Read-only root filesystem (tmpfs only for /tmp), a non-root numeric user, every capability
 dropped, no privilege escalation, host network on loopback (this machine allows no container
 bridge). The service image is built from the session's bento; its base is Debian 12's own
-python3 (no registry here), the same as python:3.11-slim for what the images need.
+python3 (no registry here), the same as python:3.11-slim for what the images need. The
+pipeline image's Spark variant (target `spark`) runs the nightly Spark job on local cores and,
+as Spark on Kubernetes starts them, an executor that takes a driver's tasks.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ import httpx
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+import yaml
 
 from credit_scoring.config.loader import PROJECT_ROOT
 from credit_scoring.devtools.sandbox import make_project_copy, quick_training
@@ -38,6 +42,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 USER = "10001:10001"
 SERVICE_IMAGE_TARGET_MB = 700
+SPARK_IMAGE_TARGET_MB = 2600  # measured 2,321 MB: Java 217 MB, the environment with PySpark
 RESTRICTED = [
     "--network", "host",
     "--read-only",
@@ -106,12 +111,11 @@ def service_image(docker: Engine, base_image: str, bento: str) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
-@pytest.fixture(scope="session")
-def pipeline_image(docker: Engine, base_image: str) -> str:
-    """`make image-pipeline`: the Dockerfile at the top of the project."""
-    tag = "credit-scoring-pipeline-test:ci"
+def _build_pipeline(docker: Engine, base_image: str, tag: str, *target: str) -> str:
+    """`make image-pipeline` (or, with ``--target spark``, `make image-pipeline-spark`): the
+    Dockerfile at the top of the project. Both share its build stage (one engine, one cache)."""
     result = docker.run(
-        "build", "--network", "host", "-t", tag,
+        "build", "--network", "host", "-t", tag, *target,
         "--build-arg", f"BASE_IMAGE={base_image}",
         "--build-arg", "GIT_COMMIT=0123456789abcdef0123456789abcdef01234567",
         *(["--secret", f"id=ca,src={SYSTEM_CA_BUNDLE}"] if SYSTEM_CA_BUNDLE.exists() else []),
@@ -120,6 +124,18 @@ def pipeline_image(docker: Engine, base_image: str) -> str:
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return tag
+
+
+@pytest.fixture(scope="session")
+def pipeline_image(docker: Engine, base_image: str) -> str:
+    return _build_pipeline(docker, base_image, "credit-scoring-pipeline-test:ci")
+
+
+@pytest.fixture(scope="session")
+def pipeline_spark_image(docker: Engine, base_image: str) -> str:
+    return _build_pipeline(
+        docker, base_image, "credit-scoring-pipeline-spark-test:ci", "--target", "spark"
+    )
 
 
 def _inspect(docker: Engine, image: str) -> dict[str, Any]:
@@ -489,3 +505,196 @@ def test_a_training_job_in_the_image_registers_a_champion_on_the_tracking_server
     # each parameter sent once per run, not before every node (one request per key)
     sent = mlflow_server["container"].logs_all().count("/runs/log-parameter")
     assert len(params) > 100 and sent <= len(params), (sent, len(params))
+
+
+# --- the Spark variant -----------------------------------------------------------------------
+
+K8S_BASE = PROJECT_ROOT / "deploy/k8s/base"
+
+
+def _spark_job_container() -> dict[str, Any]:
+    """The driver container of the nightly Spark CronJob, as the cluster runs it."""
+    (cronjob,) = [
+        o
+        for o in yaml.safe_load_all((K8S_BASE / "spark-processing.yaml").read_text())
+        if o["kind"] == "CronJob"
+    ]
+    (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    return dict(container)
+
+
+def test_spark_image_adds_java_17_and_the_spark_group_and_stays_locked_down(
+    docker: Engine, pipeline_spark_image: str
+) -> None:
+    info = _inspect(docker, pipeline_spark_image)
+    size_mb = info["Size"] / 1e6
+    assert size_mb < SPARK_IMAGE_TARGET_MB, f"{size_mb:.0f} MB"
+    config = info["Config"]
+    assert config["User"] == USER
+    assert config["Labels"]["org.opencontainers.image.title"] == "credit-scoring-pipeline-spark"
+    env = dict(e.split("=", 1) for e in config["Env"])
+    # a read-only root: home, Spark's scratch space and the JVM's temporary files under /tmp
+    assert env["HOME"] == "/tmp" and env["SPARK_LOCAL_DIRS"].startswith("/tmp/")
+    assert env["SPARK_LOCAL_IP"] == "127.0.0.1"  # a local run binds loopback only
+    assert env["PYSPARK_PYTHON"] == env["PYSPARK_DRIVER_PYTHON"] == "/app/.venv/bin/python"
+    assert not any("SSL_CERT_FILE" in e or "/run/secrets" in e for e in config["Env"])
+    probe = docker.run(
+        "run", "--rm", *RESTRICTED, pipeline_spark_image, "sh", "-c",
+        "java -version 2>&1 | head -1; "
+        "python -c 'import pyspark, narwhals, os; print(pyspark.__version__); "
+        "print(os.path.realpath(os.environ[\"SPARK_HOME\"]) == os.path.dirname(pyspark.__file__))'; "
+        "ls -A /run/secrets 2>/dev/null | wc -l; python -c 'import credit_scoring.devtools' 2>&1 | tail -1",
+    )  # fmt: skip
+    assert probe.returncode == 0, probe.stderr
+    java, version, spark_home, secrets, devtools = probe.stdout.strip().split("\n")
+    assert re.match(r'openjdk version "17\.', java), java
+    lock = tomllib.loads((PROJECT_ROOT / "uv.lock").read_text())
+    (locked,) = [p["version"] for p in lock["package"] if p["name"] == "pyspark"]
+    assert version == locked and spark_home == "True"
+    assert secrets == "0" and "No module named 'credit_scoring.devtools'" in devtools
+
+
+def test_spark_image_runs_the_nightly_spark_job_on_local_cores(
+    docker: Engine, pipeline_spark_image: str, tmp_path: Path
+) -> None:
+    """The CronJob's own command and the cluster's spark.yml, with spark.master local[2] and
+    free ports (no cluster here), read-only, non-root, no capabilities; PYSPARK_SUBMIT_ARGS
+    carries the driver's address as the Job passes it."""
+    root = make_project_copy(tmp_path / "project")
+    generate_data(n_applications=400, output_dir=root / "data/01_raw")
+    data = root / "data"
+    give_to_app_user(data, *data.rglob("*"))
+    spark_yml = yaml.safe_load((K8S_BASE / "spark.yml").read_text())
+    spark_yml["spark.master"] = "local[2]"
+    for key in ("spark.driver.port", "spark.driver.blockManager.port", "spark.blockManager.port"):
+        spark_yml[key] = free_port()
+    (tmp_path / "spark.yml").write_text(yaml.safe_dump(spark_yml))
+    (tmp_path / "spark.yml").chmod(0o644)
+    container = _spark_job_container()
+    result = docker.run(
+        "run", "--rm", *RESTRICTED,
+        "-v", f"{data}:/app/data",
+        "-v", f"{tmp_path / 'spark.yml'}:/app/conf/spark/spark.yml:ro",
+        "-e", f"CREDIT_SCORING_PSEUDONYMISATION_KEY={TEST_KEY}",
+        "-e", "MLFLOW_TRACKING_URI=sqlite:////app/data/mlflow.db",
+        "-e", "PYSPARK_SUBMIT_ARGS=--conf spark.driver.host=127.0.0.1 pyspark-shell",
+        pipeline_spark_image,
+        *container["command"],
+        timeout=900,
+    )  # fmt: skip
+    output = result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 0, output
+    assert "Spark's default log4j profile" in result.stderr  # the session started, in the JVM
+    applications = pd.read_parquet(data / "02_intermediate/applications_validated.parquet")
+    assert len(applications) > 300
+    assert applications["client_id"].str.fullmatch(r"[0-9a-f]{64}").all()  # pseudonymised
+    model_input = pd.read_parquet(data / "05_model_input/model_input_table.parquet")
+    assert len(model_input) > 300  # processed: one row a client, features joined
+    assert set(model_input["client_id"]) <= set(applications["client_id"])
+
+
+DRIVER = """
+import json, os, sys
+from pyspark.sql import SparkSession
+
+master, port = sys.argv[1], sys.argv[2]
+spark = (
+    SparkSession.builder.master(master).config("spark.driver.host", "127.0.0.1")
+    .config("spark.driver.port", port).config("spark.ui.enabled", "false").getOrCreate()
+)
+conf = spark.sparkContext.getConf()
+print("APP=" + json.dumps({
+    "id": spark.sparkContext.applicationId,
+    "java": conf.get("spark.executor.extraJavaOptions", ""),
+    "pod": conf.get("spark.kubernetes.driver.pod.name", ""),
+}), flush=True)
+
+def where(batches):
+    import os, sys
+    for batch in batches:
+        yield batch.assign(
+            pod=os.environ.get("SPARK_EXECUTOR_POD_NAME", ""), exe=sys.executable, uid=os.getuid()
+        )
+
+rows = spark.range(0, 100, numPartitions=4).mapInPandas(
+    where, "id long, pod string, exe string, uid long"
+).toPandas()
+print("RESULT=" + json.dumps({
+    "sum": int(rows["id"].sum()), "pods": sorted(set(rows["pod"])),
+    "exe": sorted(set(rows["exe"])), "uid": sorted({int(u) for u in rows["uid"]}),
+}), flush=True)
+spark.stop()
+"""
+
+
+def _line(container: Container, prefix: str, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in container.logs_all().splitlines():
+            if line.startswith(prefix):
+                return dict(json.loads(line.removeprefix(prefix)))
+        assert container.running(), container.logs()
+        time.sleep(1)
+    pytest.fail(f"no {prefix} line in {timeout:.0f} s:\n" + container.logs())
+
+
+def test_a_spark_executor_started_as_kubernetes_starts_it_runs_the_drivers_tasks(
+    docker: Engine, pipeline_spark_image: str, tmp_path: Path
+) -> None:
+    """The executor pods' command (spark-executor, deploy/docker/spark-executor.sh) with the
+    environment Spark's Kubernetes backend gives them: the driver's URL, the executor's id,
+    cores, memory, pod name and address, and the driver's executor JVM options as
+    SPARK_JAVA_OPT_<n>. No API server here: a driver with no executors of its own (a standalone
+    master without workers) gets this one, and its tasks run there, in the image's Python."""
+    refused = docker.run(
+        "run", "--rm", *RESTRICTED, pipeline_spark_image, "spark-executor", "executor"
+    )
+    assert refused.returncode == 2 and "SPARK_DRIVER_URL is not set" in refused.stderr
+    (tmp_path / "driver.py").write_text(DRIVER)
+    (tmp_path / "driver.py").chmod(0o644)
+    tmp_path.chmod(0o755)
+    master_port, driver_port = free_port(), free_port()
+    master = _start(
+        docker, f"spark-master-{master_port}", pipeline_spark_image, "sh", "-c",
+        'exec java -cp "$SPARK_HOME/jars/*" org.apache.spark.deploy.master.Master '
+        f"--host 127.0.0.1 --port {master_port} --webui-port {free_port()}",
+    )  # fmt: skip
+    containers = [master]
+    try:
+        driver = _start(
+            docker, f"spark-driver-{driver_port}",
+            "-v", f"{tmp_path / 'driver.py'}:/job/driver.py:ro",
+            # how the CronJob hands Spark what spark.yml cannot know (spark-processing.yaml)
+            "-e", "PYSPARK_SUBMIT_ARGS=--conf spark.kubernetes.driver.pod.name=driver-0 pyspark-shell",
+            pipeline_spark_image,
+            "python", "/job/driver.py", f"spark://127.0.0.1:{master_port}", str(driver_port),
+        )  # fmt: skip
+        containers.append(driver)
+        app = _line(driver, "APP=", timeout=180)
+        assert app["pod"] == "driver-0"
+        java_options = [*app["java"].split(), f"-Dspark.driver.port={driver_port}"]
+        executor = _start(
+            docker, f"spark-executor-{driver_port}",
+            "-e", f"SPARK_DRIVER_URL=spark://CoarseGrainedScheduler@127.0.0.1:{driver_port}",
+            "-e", "SPARK_EXECUTOR_ID=1",
+            "-e", "SPARK_EXECUTOR_CORES=2",
+            "-e", "SPARK_EXECUTOR_MEMORY=512m",
+            "-e", f"SPARK_APPLICATION_ID={app['id']}",
+            "-e", "SPARK_EXECUTOR_POD_IP=127.0.0.1",
+            "-e", "SPARK_EXECUTOR_POD_NAME=credit-scoring-spark-exec-1",
+            "-e", "SPARK_RESOURCE_PROFILE_ID=0",
+            *[a for i, o in enumerate(java_options) for a in ("-e", f"SPARK_JAVA_OPT_{i}={o}")],
+            pipeline_spark_image, "spark-executor", "executor",
+        )  # fmt: skip
+        containers.append(executor)
+        result = _line(driver, "RESULT=", timeout=300)
+        assert result == {
+            "sum": 4950,
+            "pods": ["credit-scoring-spark-exec-1"],  # every task ran in the executor
+            "exe": ["/app/.venv/bin/python"],
+            "uid": [10001],
+        }, executor.logs()
+        assert docker.run("wait", executor.name, timeout=120).stdout.strip() == "0"
+    finally:
+        for container in containers:
+            container.remove()

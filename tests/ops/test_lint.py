@@ -22,8 +22,9 @@ from credit_scoring.config.loader import PROJECT_ROOT
 from credit_scoring.monitoring.backends import GitHubBackend
 
 DOCKERFILES = [PROJECT_ROOT / "Dockerfile", PROJECT_ROOT / "deploy/docker/service.Dockerfile"]
+SCRIPTS = ["deploy/rollout.sh", "deploy/docker/spark-executor.sh"]
 WORKFLOWS = sorted((PROJECT_ROOT / ".github/workflows").glob("*.yml"))
-EXPECTED_WORKFLOWS = {"ci", "train", "deploy", "drift", "retrain"}
+EXPECTED_WORKFLOWS = {"ci", "train", "deploy", "drift", "retrain", "batch-scoring"}
 
 
 def tool(name: str) -> str:
@@ -136,7 +137,7 @@ def test_retrain_workflow_answers_the_triggers_dispatch():
         assert f"client_payload.{key}" in text
 
 
-@pytest.mark.parametrize("script", ["deploy/rollout.sh"])
+@pytest.mark.parametrize("script", SCRIPTS)
 def test_deploy_scripts_parse(script):
     result = subprocess.run(["bash", "-n", str(PROJECT_ROOT / script)], capture_output=True)
     assert result.returncode == 0, result.stderr
@@ -146,12 +147,14 @@ def test_make_passes_the_build_options_to_docker():
     """`make images BASE_IMAGE=... CA_BUNDLE=...` (dry run): each option reaches the build."""
     result = subprocess.run(
         [
-            "make", "-n", "image-pipeline", "image-service", "DOCKER=docker",
+            "make", "-n", "image-pipeline", "image-pipeline-spark", "image-service", "DOCKER=docker",
             "BASE_IMAGE=mirror/python:3.11-slim", "CA_BUNDLE=/etc/proxy/ca.crt",
         ],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "--secret id=ca,src=/etc/proxy/ca.crt" in result.stdout
+    assert result.stdout.count("--secret id=ca,src=/etc/proxy/ca.crt") == 2  # both pipelines'
+    assert result.stdout.count("--build-arg BASE_IMAGE=mirror/python:3.11-slim") == 2
+    assert "--target spark" in result.stdout  # the Spark variant: same options, own target
     assert "--build-arg BASE_IMAGE=mirror/python:3.11-slim" in result.stdout
     assert "--base-image mirror/python:3.11-slim --ca-bundle /etc/proxy/ca.crt" in result.stdout

@@ -21,12 +21,15 @@ from credit_scoring.config.loader import PROJECT_ROOT
 
 SERVICE = "ghcr.io/acme/credit-scoring-service@sha256:" + "a" * 64
 PIPELINE = "ghcr.io/acme/credit-scoring-pipeline@sha256:" + "b" * 64
+SPARK = "ghcr.io/acme/credit-scoring-pipeline-spark@sha256:" + "d" * 64
 PREVIOUS_DRIFT = "ghcr.io/acme/credit-scoring-pipeline@sha256:" + "c" * 64
+PREVIOUS_SPARK = "ghcr.io/acme/credit-scoring-pipeline-spark@sha256:" + "e" * 64
 KUBECONFIG = "apiVersion: v1\nkind: Config\n# secret-token-that-must-not-be-printed\n"
 STAND_IN = """#!/usr/bin/env bash
 echo "$(basename "$0") $*" >> "$CALLS"
 case "$(basename "$0") $*" in
   *port-forward*) exec sleep 30 ;;
+  "kubectl "*"get cronjob credit-scoring-spark-processing"*) echo -n "$PREVIOUS_SPARK" ;;
   "kubectl "*"get cronjob"*) echo -n "$PREVIOUS_DRIFT" ;;
   "kubectl "*"apply -k"*) exit "${APPLY_RC:-0}" ;;
   "uv "*smoke*) exit "${SMOKE_RC:-0}" ;;
@@ -51,9 +54,11 @@ def rollout(tmp_path: Path, **codes: str) -> tuple[subprocess.CompletedProcess[s
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "CALLS": str(calls),
         "PREVIOUS_DRIFT": PREVIOUS_DRIFT,
+        "PREVIOUS_SPARK": PREVIOUS_SPARK,
         "KUBECONFIG_DATA": KUBECONFIG,
         "SERVICE_IMAGE": SERVICE,
         "PIPELINE_IMAGE": PIPELINE,
+        "PIPELINE_SPARK_IMAGE": SPARK,
         "RUNNER_TEMP": str(runner_temp),
         **codes,
     }
@@ -75,7 +80,10 @@ def rollout(tmp_path: Path, **codes: str) -> tuple[subprocess.CompletedProcess[s
 def test_a_good_rollout_sets_the_digests_applies_waits_and_smoke_tests(tmp_path):
     result, calls = rollout(tmp_path)
     assert result.returncode == 0, result.stderr
-    edit = f"kustomize edit set image credit-scoring-service={SERVICE} credit-scoring-pipeline={PIPELINE}"
+    edit = (
+        f"kustomize edit set image credit-scoring-service={SERVICE} "
+        f"credit-scoring-pipeline={PIPELINE} credit-scoring-pipeline-spark={SPARK}"
+    )
     assert edit in calls
     apply = calls.index("kubectl apply -k .")
     assert calls.index(edit) < apply
@@ -97,7 +105,16 @@ def test_a_failed_smoke_test_or_apply_rolls_everything_back(tmp_path, failure):
         "deployment/credit-scoring-trigger",
         "deployment/credit-scoring-mlflow",
     }
+    kubectl = "kubectl -n credit-scoring-staging"
+    assert f"{kubectl} set image cronjob/credit-scoring-drift monitoring={PREVIOUS_DRIFT}" in calls
     assert (
-        "kubectl -n credit-scoring-staging set image cronjob/credit-scoring-drift "
-        f"monitoring={PREVIOUS_DRIFT}"
+        f"{kubectl} set image cronjob/credit-scoring-batch-scoring batch-scoring={PREVIOUS_DRIFT}"
+    ) in calls
+    # the Spark driver and its executors go back to the same previous image
+    assert (
+        f"{kubectl} set image cronjob/credit-scoring-spark-processing driver={PREVIOUS_SPARK}"
+    ) in calls
+    assert (
+        f"{kubectl} set env cronjob/credit-scoring-spark-processing -c driver "
+        f"SPARK_EXECUTOR_IMAGE={PREVIOUS_SPARK}"
     ) in calls
