@@ -536,6 +536,9 @@ def test_the_nightly_jobs_run_the_projects_pipelines(rendered):
     assert set(pipelines) <= set(TRAINING)
     (scoring,) = cronjob_pod(objects, BATCH_JOB)["spec"]["containers"]
     assert scoring["command"] == ["kedro", "run", "--pipelines", "batch_scoring"]
+    from credit_scoring.pipeline_registry import register_pipelines
+
+    assert "batch_scoring" in register_pipelines()  # the pipeline the job names exists
     assert {"name": "KEDRO_ENV", "value": "prod"} in scoring["env"]  # pandas, production
     for name in (SPARK_JOB, BATCH_JOB):
         spec = by_name(objects, "CronJob", name)["spec"]
