@@ -42,16 +42,28 @@ def map_batches(
     native: Any,
     function: BatchFunction,
     added: dict[str, str] | None = None,
-    schema: dict[str, str] | None = None,
+    schema: dict[str, str] | str | None = None,
+    batch_rows: int | None = None,
+    partitions: int | None = None,
 ) -> Any:
     """``function`` applied to ``native`` (pandas: once; Spark: per batch, in the executors).
 
     Spark needs the output's schema before it runs: either the input's columns plus
-    ``added`` (``{column: type}``), or a whole ``schema``.
+    ``added`` (``{column: type}``), or a whole ``schema`` (that mapping, or Spark DDL).
+    ``batch_rows`` bounds each Arrow batch; ``partitions`` splits the table into that many
+    tasks first.
     """
     if not is_spark(native):
         return function(native)
-    if schema is not None:
+    if batch_rows is not None:
+        native.sparkSession.conf.set(
+            "spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_rows)
+        )
+    if partitions is not None:
+        native = native.repartition(partitions)
+    if isinstance(schema, str):
+        ddl = schema
+    elif schema is not None:
         ddl = spark_schema(schema)
     else:
         current = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in native.schema)

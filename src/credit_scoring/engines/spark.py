@@ -16,15 +16,13 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from credit_scoring.core.errors import ContractError
 
 if TYPE_CHECKING:
-    import pandas as pd
     from pyspark.sql import SparkSession
 
 JAVA_MAJOR = 17  # Spark 4 runs on Java 17 or 21
@@ -137,27 +135,3 @@ def task_slots(session: SparkSession) -> int:
     except Exception:  # no JVM handle (Spark Connect): Spark's own default parallelism
         cpus = int(context.getConf().get("spark.task.cpus", "1"))
         return max(int(context.defaultParallelism) // cpus, 1)
-
-
-def map_batches(
-    frame: Any,
-    score: Callable[[pd.DataFrame], pd.DataFrame],
-    schema: str,
-    batch_rows: int,
-    partitions: int | None = None,
-) -> Any:
-    """``score`` applied to every Arrow batch of a Spark DataFrame (``mapInPandas``).
-
-    The pandas engine calls the same function once per chunk: one piece of scoring code for
-    both engines. ``batch_rows`` bounds each batch (``spark.sql.execution.arrow.
-    maxRecordsPerBatch``); ``partitions`` splits the table into that many tasks first.
-    """
-    frame.sparkSession.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_rows))
-    if partitions is not None:
-        frame = frame.repartition(partitions)
-
-    def batches(parts: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        for part in parts:
-            yield score(part)
-
-    return frame.mapInPandas(batches, schema)

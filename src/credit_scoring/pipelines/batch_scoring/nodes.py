@@ -19,6 +19,7 @@ import pandas as pd
 
 from credit_scoring.config.batch_scoring import BatchScoringParams
 from credit_scoring.core.contract import DataContract
+from credit_scoring.engines.batches import map_batches
 from credit_scoring.serving.schemas import CLIENT_ID_PATTERN
 from credit_scoring.serving.scorer import Scorer
 from credit_scoring.storage.batch import (
@@ -114,15 +115,13 @@ def score_clients(
         parts = [chunk(clients.iloc[i : i + size]) for i in range(0, len(clients), size)]
         scored = pd.concat(parts, ignore_index=True) if parts else chunk(clients.iloc[:0])
     else:
-        from credit_scoring.engines.spark import map_batches
-
         # one booster thread per Spark task: Spark already runs one task per core
         mapped = map_batches(
             clients,
             replace(chunk, num_threads=1),
-            SCORED_SCHEMA,
-            params.chunk_size,
-            params.partitions,
+            schema=SCORED_SCHEMA,
+            batch_rows=params.chunk_size,
+            partitions=params.partitions,
         )
         scored = mapped.toPandas()
     if scored["client_id"].duplicated().any():
