@@ -268,8 +268,8 @@ def object_store_check() -> None:
 
 
 @object_store.command("dvc-remote")
-@click.option("--project", type=PATH, help="default: this project")
-def object_store_dvc_remote(project: Path | None) -> None:
+@click.option("--project", type=PATH, default=Path("."), show_default=True)
+def object_store_dvc_remote(project: Path) -> None:
     """Point DVC at the bucket (.dvc/config.local).
 
     The default remote becomes s3://$CREDIT_SCORING_S3_BUCKET/dvc, with AWS_ENDPOINT_URL;
@@ -278,7 +278,7 @@ def object_store_dvc_remote(project: Path | None) -> None:
     from credit_scoring.ops import object_storage
 
     try:
-        commands = object_storage.configure_dvc_remote(**_given(project=project))
+        commands = object_storage.configure_dvc_remote(project)
     except object_storage.ObjectStoreError as exc:
         click.echo(f"object-store: {exc}", err=True)
         _exit(2)

@@ -26,8 +26,6 @@ from typing import Any
 from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from credit_scoring.config.loader import PROJECT_ROOT
-
 BUCKET_ENV = "CREDIT_SCORING_S3_BUCKET"
 DVC_PREFIX, MLFLOW_PREFIX = "dvc", "mlflow"
 DVC_REMOTE = "s3"
@@ -40,7 +38,8 @@ class ObjectStoreError(RuntimeError):
 
 
 class ObjectStoreSettings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore")
+    # a CI secret that is not set arrives as an empty string: unset, not a malformed value
+    model_config = SettingsConfigDict(extra="ignore", env_ignore_empty=True)
 
     bucket: str | None = Field(None, validation_alias=BUCKET_ENV, pattern=BUCKET_PATTERN)
     endpoint_url: str | None = Field(
@@ -171,9 +170,7 @@ def mlflow_artifacts_destination(bucket: str) -> str:
     return f"s3://{bucket}/{MLFLOW_PREFIX}"
 
 
-def configure_dvc_remote(
-    project: Path = PROJECT_ROOT, settings: ObjectStoreSettings | None = None
-) -> list[str]:
+def configure_dvc_remote(project: Path, settings: ObjectStoreSettings | None = None) -> list[str]:
     """Check the store, then make ``s3://<bucket>/dvc`` the project's default DVC remote in
     ``.dvc/config.local`` (git-ignored; the committed ``.dvc/config`` keeps the local folder
     remote). The keys stay in the environment. Returns the DVC commands run."""
