@@ -224,6 +224,6 @@ def object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         if os.environ.get("CI") == "true":
             pytest.fail(str(exc))
         pytest.skip(str(exc))
-    store = new_store(tmp_path_factory.mktemp("object-store")).start()
+    store = new_store(tmp_path_factory.mktemp("object-store")).start(timeout=120)
     yield store
     store.stop()
