@@ -15,7 +15,7 @@ export KEDRO_DISABLE_TELEMETRY := 1
 
 .PHONY: image-pipeline image-pipeline-spark image-service images bench-images manifests docker-engine local-base
 .PHONY: monitor simulate-traffic simulate-drift simulate-outcomes load-outcomes trigger dashboards monitoring-demo bench-monitoring
-.PHONY: batch-score bench-batch-scoring
+.PHONY: batch-score bench-batch-scoring object-store
 .PHONY: help bootstrap dvc-stages bench-footprint data data-home-credit data-drift run test test-fast lint format ui viz repro dvc-push clean bench-processing bench-training build serve dashboard token purge-events bench-serving bench-dashboard
 
 help: ## List the targets
@@ -107,6 +107,11 @@ bench-dashboard: bootstrap ## Open-client-to-explanation time in Chromium, p95 v
 bench-serving: bootstrap ## /predict vs mlflow models serve vs a bare ASGI app, with wrk (~5 min)
 	@command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk"; exit 1; }
 	$(RUN) python bench/serving.py
+
+# --- object storage (S3) ---------------------------------------------------------------
+object-store: bootstrap ## An S3 store (SeaweedFS) on 127.0.0.1:8333 in the foreground; prints the settings to export
+	$(RUN) credit-scoring object-store serve --port $${OBJECT_STORE_PORT:-8333} \
+		$(if $(OBJECT_STORE_DIR),--data-dir $(OBJECT_STORE_DIR))
 
 # --- monitoring -------------------------------------------------------------------------
 SERVICE_URL ?= http://127.0.0.1:3000

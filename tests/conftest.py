@@ -38,7 +38,7 @@ pytest_plugins = ["tests.serving_fixtures"]
 # (-m "not integration") runs no pipeline (unit tests of the training library still fit
 # models on a few hundred rows, in seconds).
 INTEGRATION_FIXTURES = frozenset(
-    {"trained_project", "project_copy", "first_run", "bento", "api_server", "spark"}
+    {"trained_project", "project_copy", "first_run", "bento", "api_server", "spark", "object_store"}
 )
 
 
@@ -207,3 +207,23 @@ def spark() -> Iterator[Any]:
     session = start_session({**settings, "spark.master": "local[2]"})
     yield session
     session.stop()
+
+
+# --- object storage: one S3 store (SeaweedFS) for every test that needs one -----------------
+
+
+@pytest.fixture(scope="session")
+def object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """SeaweedFS's S3 on loopback with a real key and secret and the bucket credit-scoring
+    (devtools/objectstore.py, what `make object-store` runs); weed missing fails in CI."""
+    from credit_scoring.devtools.objectstore import new_store, weed_binary
+
+    try:
+        weed_binary()
+    except FileNotFoundError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    store = new_store(tmp_path_factory.mktemp("object-store")).start(timeout=120)
+    yield store
+    store.stop()

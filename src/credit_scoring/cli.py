@@ -234,6 +234,59 @@ def monitoring_demo(
     _exit(demo.run_demo(workdir, keep, **_given(train_rows=train_rows, requests=requests)))
 
 
+# --- object storage ---------------------------------------------------------------------------
+
+
+@cli.group("object-store")
+def object_store() -> None:
+    """S3 object storage: the DVC remote and MLflow's artifacts."""
+
+
+@object_store.command("serve")
+@click.option("--port", type=int, help="S3 port (default 8333; the next 7 ports are used too)")
+@click.option("--data-dir", type=PATH, help="default: ~/.cache/credit-scoring/object-store")
+@click.option("--bucket", help="default: credit-scoring")
+def object_store_serve(port: int | None, data_dir: Path | None, bucket: str | None) -> None:
+    """Run SeaweedFS's S3 on 127.0.0.1 in the foreground."""
+    from credit_scoring.devtools import objectstore
+
+    _exit(objectstore.serve(**_given(data_dir=data_dir, port=port, bucket=bucket)))
+
+
+@object_store.command("check")
+def object_store_check() -> None:
+    """Check the endpoint, keys and bucket from the environment."""
+    from credit_scoring.ops import object_storage
+
+    try:
+        result = object_storage.check()
+    except object_storage.ObjectStoreError as exc:
+        click.echo(f"object-store: {exc}", err=True)
+        _exit(2)
+        return
+    click.echo(f"Bucket {result.bucket} at {result.endpoint}: readable with these keys")
+
+
+@object_store.command("dvc-remote")
+@click.option("--project", type=PATH, default=Path("."), show_default=True)
+def object_store_dvc_remote(project: Path) -> None:
+    """Point DVC at the bucket (.dvc/config.local).
+
+    The default remote becomes s3://$CREDIT_SCORING_S3_BUCKET/dvc, with AWS_ENDPOINT_URL;
+    the keys stay in the environment.
+    """
+    from credit_scoring.ops import object_storage
+
+    try:
+        commands = object_storage.configure_dvc_remote(project)
+    except object_storage.ObjectStoreError as exc:
+        click.echo(f"object-store: {exc}", err=True)
+        _exit(2)
+        return
+    for command in commands:
+        click.echo(command)
+
+
 # --- images and deployment --------------------------------------------------------------------
 
 

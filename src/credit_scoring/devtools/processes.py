@@ -27,3 +27,26 @@ def bentoml_serve(bento: str, port: int) -> list[str]:
         "--port",
         str(port),
     ]
+
+
+def mlflow_server(backend_store_uri: str, artifacts_destination: str, port: int) -> list[str]:
+    """The command line of an MLflow tracking server on 127.0.0.1:``port`` that proxies its
+    artifacts (``--serve-artifacts``) to ``artifacts_destination`` (``s3://bucket/mlflow``):
+    clients need an MLflow URL only, never the bucket's keys. One worker: a test's load."""
+    return [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        backend_store_uri,
+        "--artifacts-destination",
+        artifacts_destination,
+        "--serve-artifacts",
+    ]
