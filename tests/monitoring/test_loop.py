@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -16,9 +17,21 @@ import httpx
 import pytest
 import yaml
 
+from credit_scoring.config.loader import PROJECT_ROOT
 from credit_scoring.devtools.demo import MONITORING, Demo, Sizes, running
 from credit_scoring.ops.grafana import DASHBOARDS, OUTPUT, expressions
 from tests.conftest import require_binary
+
+
+def bench_summarise() -> Any:
+    """bench/monitoring_loop.py's summary, imported as the script imports its helpers."""
+    sys.path.insert(0, str(PROJECT_ROOT / "bench"))
+    try:
+        import monitoring_loop
+    finally:
+        sys.path.remove(str(PROJECT_ROOT / "bench"))
+    return monitoring_loop.summarise
+
 
 pytestmark = pytest.mark.integration
 
@@ -150,6 +163,12 @@ def test_drift_alert_retraining_gate_and_new_version(demo: Demo) -> None:
     assert str(client.get_model_version_by_alias("credit_scoring", "champion").version) == "2"
     assert demo.serving_version() == "2"
     assert "new version serving" in [s.name for s in demo.steps]
+
+    # --- the benchmark's summary of this same run (bench/monitoring_loop.py) --------------
+    results = bench_summarise()(demo, SIZES, run)
+    steps = results["seconds_since_first_drifted_request"]
+    assert 0 < steps["delivered"] < steps["retraining started"] < steps["new version serving"]
+    assert results["sizes"]["window"] == SIZES.window and results["gate"]
     line = demo.traffic(200, drift=True, seed=404)
     assert "200: " in line
     # Prometheus has scraped the new service after it shipped those events
