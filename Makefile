@@ -15,7 +15,7 @@ export KEDRO_DISABLE_TELEMETRY := 1
 
 .PHONY: image-pipeline image-pipeline-spark image-service images bench-images manifests docker-engine local-base
 .PHONY: monitor simulate-traffic simulate-drift simulate-outcomes load-outcomes trigger dashboards monitoring-demo bench-monitoring
-.PHONY: batch-score bench-batch-scoring object-store
+.PHONY: batch-score bench-batch-scoring object-store bench-scale
 .PHONY: help bootstrap dvc-stages bench-footprint data data-home-credit data-drift run test test-fast lint format ui viz repro dvc-push clean bench-processing bench-training build serve dashboard token purge-events bench-serving bench-dashboard
 
 help: ## List the targets
@@ -94,6 +94,9 @@ clean: ## Remove generated data (keeps the folder layout) and caches
 
 bench-processing: bootstrap ## Time ingestion + processing at Home Credit size (bench/results/)
 	$(RUN) python bench/processing_home_credit.py
+
+bench-scale: bootstrap ## pandas vs Spark local[1]/local[2] at 300k and 3M applications (hours; SIZES="..." to change)
+	$(RUN) python bench/scale.py --sizes $${SIZES:-300000 3000000}
 
 bench-training: bootstrap ## Model quality and Kedro/MLflow overhead at Home Credit size (~25 min)
 	$(RUN) python bench/training_home_credit.py

@@ -38,6 +38,7 @@ SMOKE_TESTS = {
     "monitoring_loop.py": "test_monitoring_loop",  # its summary: tests/monitoring/test_loop.py
     "processing_home_credit.py": "test_processing",
     "serving.py": "test_serving",
+    "scale.py": "test_scale",
     "training_home_credit.py": "test_training",
     "xgboost_spark.py": "test_xgboost_spark",
 }
@@ -143,6 +144,19 @@ def test_batch_scoring(tmp_path: Path, trained_project: Path) -> None:
         assert out[engine]["max_abs_diff_vs_api_per_row"] <= 1e-9
     assert out["api_per_row"]["rows_per_s"] > 0 and out["writes_sqlite"]["events_seconds"] > 0
     assert out["targets_met"]["same_probabilities_as_api_1e-9"]
+
+
+@pytest.mark.integration
+def test_scale(tmp_path: Path) -> None:
+    require_binary("java")
+    out = smoke("scale.py", tmp_path / "r.json", timeout=1200)
+    runs = out["runs"]["2000"]
+    assert runs["generate"]["files_mb"] and runs["generate"]["peak_mb"] > 0
+    for engine in ("pandas", "spark2"):
+        assert runs[engine]["status"] == "ok", runs[engine]
+        assert runs[engine]["wall_s"] > 0 and runs[engine]["peak_mb_all_processes"] > 100
+    # the JVM and Spark's Python workers are counted: more memory than pandas alone
+    assert runs["spark2"]["peak_mb_all_processes"] > runs["pandas"]["peak_mb_all_processes"]
 
 
 @pytest.mark.integration
