@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from credit_scoring.config.loader import PROJECT_ROOT
+from tests.conftest import copy_git_files
 
 pytestmark = pytest.mark.integration
 
@@ -46,19 +46,7 @@ def _outs(lock: dict) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def fresh_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The files git knows (tracked, or new and not ignored), as a clone would have them."""
-    copy = tmp_path_factory.mktemp("fresh") / "repo"
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\0")
-    for name in filter(None, listed):
-        source = PROJECT_ROOT / name
-        if source.is_file():
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, copy / name)
+    copy = copy_git_files(tmp_path_factory.mktemp("fresh") / "repo")
     _run(["git", "init", "-q"], copy)
     return copy
 

@@ -26,7 +26,6 @@ import pandas as pd
 import pytest
 import yaml
 
-from credit_scoring.config.loader import PROJECT_ROOT
 from credit_scoring.core.spec import MODEL_DIR, SERVING_ARTIFACTS, SPEC_FILE
 from credit_scoring.devtools.processes import free_port, mlflow_server
 from credit_scoring.ops.object_storage import (
@@ -36,6 +35,7 @@ from credit_scoring.ops.object_storage import (
     load_settings,
     mlflow_artifacts_destination,
 )
+from tests.conftest import copy_git_files
 from tests.serving_fixtures import stop_server
 
 pytestmark = pytest.mark.integration
@@ -94,17 +94,7 @@ def dvc_origin(tmp_path_factory: pytest.TempPathFactory, object_store: Any) -> P
     """A git repository of the project whose first stage ran (`dvc repro`), its lock
     committed and its outputs pushed to s3://<bucket>/dvc."""
     origin = tmp_path_factory.mktemp("dvc") / "origin"
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\0")
-    for name in filter(None, listed):
-        if (PROJECT_ROOT / name).is_file():
-            (origin / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(PROJECT_ROOT / name, origin / name)
+    copy_git_files(origin)
     params = origin / "conf/base/parameters_synthetic.yml"
     synthetic = yaml.safe_load(params.read_text())
     synthetic["synthetic"]["n_applications"] = ROWS  # small tables: seconds, not a minute

@@ -61,7 +61,12 @@ def quick_training(
 
 
 def kedro_run(
-    project: Path, *args: str, key: str | None = None, check: bool = False, timeout: float = 3600
+    project: Path,
+    *args: str,
+    key: str | None = None,
+    check: bool = False,
+    timeout: float = 3600,
+    environ: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """`kedro run ARGS` in ``project`` with telemetry off and the embedded MLflow store.
 
@@ -78,6 +83,7 @@ def kedro_run(
     env.update(DO_NOT_TRACK="1", KEDRO_DISABLE_TELEMETRY="1")
     if key:
         env[KEY_ENV_VAR] = key
+    env.update(environ or {})  # what the caller sets on purpose (a given database, say)
     return subprocess.run(
         [sys.executable, "-m", "kedro", "run", *args],
         cwd=project,

@@ -8,6 +8,7 @@ validation and test rows never leak into the fitted values.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import narwhals as nw
@@ -18,7 +19,7 @@ from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
 
 from credit_scoring.core.encoding import nan_for_missing
 from credit_scoring.core.errors import ContractError
-from credit_scoring.core.processing import ImputationGroup
+from credit_scoring.core.processing import PARAMS_FILE, ImputationGroup
 
 
 def group_estimator(group: ImputationGroup) -> Any:
@@ -32,25 +33,34 @@ def group_estimator(group: ImputationGroup) -> Any:
     return SimpleImputer(strategy=group.strategy)
 
 
-def assign_columns(
-    frame: pd.DataFrame, groups: list[ImputationGroup], exclude: list[str]
+def claim_columns(
+    columns: Iterable[tuple[str, bool]], groups: list[ImputationGroup], exclude: list[str]
 ) -> dict[str, list[str]]:
-    """Columns per group: each column goes to the first group that claims it."""
+    """Columns per group from ``(name, is_numeric)`` pairs (any engine's schema): each column
+    goes to the first group that claims it."""
     assigned: dict[str, list[str]] = {g.name: [] for g in groups}
-    for column in frame.columns:
+    for column, is_numeric in columns:
         if column in exclude:
             continue
-        is_numeric = pd.api.types.is_numeric_dtype(frame[column])
         for group in groups:
             if group.matches(column, is_numeric):
                 if group.strategy in ("median", "mean", "knn", "iterative") and not is_numeric:
                     raise ContractError(
                         f"Imputation group '{group.name}' ({group.strategy}) claims the "
-                        f"non-numeric column '{column}'; use most_frequent/constant for it."
+                        f"non-numeric column '{column}'; use most_frequent/constant for it "
+                        f"in data_processing.imputation in {PARAMS_FILE}."
                     )
                 assigned[group.name].append(column)
                 break
     return assigned
+
+
+def assign_columns(
+    frame: pd.DataFrame, groups: list[ImputationGroup], exclude: list[str]
+) -> dict[str, list[str]]:
+    """Columns per group of a pandas table: each column goes to the first group that claims it."""
+    kinds = ((c, pd.api.types.is_numeric_dtype(frame[c])) for c in frame.columns)
+    return claim_columns(kinds, groups, exclude)
 
 
 def build_imputer(

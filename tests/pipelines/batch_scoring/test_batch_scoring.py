@@ -5,10 +5,8 @@ pandas and on Spark (mapInPandas, local[2])."""
 from __future__ import annotations
 
 import copy
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ import pytest
 from credit_scoring.config.batch_scoring import BatchScoringParams
 from credit_scoring.config.checks import ConfigurationError, check_parameters
 from credit_scoring.config.loader import PROJECT_ROOT
+from credit_scoring.devtools.sandbox import kedro_run
 from credit_scoring.pipelines.batch_scoring.nodes import (
     BatchInputError,
     build_prediction_events,
@@ -157,25 +156,9 @@ def batch_db(trained_project: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 def _kedro(project: Path, database: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("CREDIT_SCORING_") and "MLFLOW_" not in k
-    }
-    env.update(
-        DO_NOT_TRACK="1",
-        KEDRO_DISABLE_TELEMETRY="1",
-        CREDIT_SCORING_DATABASE_URL=database,
-        MLFLOW_TRACKING_URI=f"sqlite:///{project / 'mlflow.db'}",
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "kedro", "run", *args],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    tracking = f"sqlite:///{project / 'mlflow.db'}"
+    environ = {"CREDIT_SCORING_DATABASE_URL": database, "MLFLOW_TRACKING_URI": tracking}
+    return kedro_run(project, *args, timeout=900, environ=environ)
 
 
 @pytest.fixture(scope="session")

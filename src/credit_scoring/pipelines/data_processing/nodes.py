@@ -25,13 +25,12 @@ from credit_scoring.core.processing import (
     PARAMS_FILE,
     SPLIT_COLUMN,
     SPLIT_DRAW,
-    ImputationGroup,
     OutlierRule,
     ProcessingParams,
     split_draws,
 )
 from credit_scoring.engines.batches import ROW_ORDER, map_batches, with_row_order
-from credit_scoring.training.imputation import fit_imputer, learned_fill_values
+from credit_scoring.training.imputation import claim_columns, fit_imputer, learned_fill_values
 
 logger = logging.getLogger(__name__)
 
@@ -315,28 +314,6 @@ def drop_irrelevant_columns(
     return {"table": frames.to_native(out), "dropped": reasons}
 
 
-def _group_columns(
-    schema: Any, groups: list[ImputationGroup], exclude: list[str]
-) -> dict[str, list[str]]:
-    """Columns per group: each column goes to the first group that claims it."""
-    assigned: dict[str, list[str]] = {g.name: [] for g in groups}
-    for column in schema.names():
-        if column in exclude:
-            continue
-        numeric = _is_numeric(schema[column])
-        for group in groups:
-            if group.matches(column, numeric):
-                if group.strategy in ("median", "mean", "knn", "iterative") and not numeric:
-                    raise ContractError(
-                        f"Imputation group '{group.name}' ({group.strategy}) claims the "
-                        f"non-numeric column '{column}'; use most_frequent/constant for it "
-                        f"in data_processing.imputation in {PARAMS_FILE}."
-                    )
-                assigned[group.name].append(column)
-                break
-    return assigned
-
-
 def impute_missing_values(
     primary: Frame, data_contract: DataContract, params: ProcessingParams
 ) -> dict[str, Any]:
@@ -350,7 +327,8 @@ def impute_missing_values(
     schema = frame.collect_schema()
     protected = _protected(data_contract)
     groups = {g.name: g for g in params.imputation}
-    assigned = _group_columns(schema, params.imputation, protected)
+    kinds = ((c, _is_numeric(schema[c])) for c in schema.names())
+    assigned = claim_columns(kinds, params.imputation, protected)
     training = _training_rows(frame)
     fills: dict[str, Any] = {}
     for name, cols in assigned.items():
