@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from credit_scoring.monitoring.outcomes import OutcomesError, load_and_report, load_file, parse
 from credit_scoring.monitoring.store import Window, join_outcomes, read_window
@@ -108,6 +109,18 @@ def test_the_window_joins_outcomes_by_request_and_by_client(tmp_path: Path, db_u
     v1 = read_window(db_url, "credit_scoring", Window(model_version="1"))
     assert list(v1["request_id"]) == ids[:1]
     assert read_window(db_url, "other_model", Window()).empty
+    # a batch scoring run's events: watched only when the window asks for them
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE prediction_events SET source = 'batch' WHERE request_id = :r"),
+            {"r": ids[3]},
+        )
+    engine.dispose()
+    api_only = read_window(db_url, "credit_scoring", Window(last_events=10))
+    assert list(api_only["request_id"]) == ids[1:3] and set(api_only["source"]) == {"api"}
+    both = read_window(db_url, "credit_scoring", Window(sources=("api", "batch")))
+    assert list(both["request_id"]) == ids[1:] and list(both["source"])[-1] == "batch"
 
 
 def test_an_outcome_observed_before_the_decision_does_not_label_it() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, HttpUrl
 
 from credit_scoring.core.schema import Strict
@@ -36,6 +38,12 @@ class WindowParams(Strict):
     )
     min_events: int = Field(
         200, ge=1, description="fewer events than this: no drift verdict (too few to judge)"
+    )
+    sources: list[Literal["api", "batch"]] = Field(
+        default_factory=lambda: ["api"],  # type: ignore[arg-type]
+        min_length=1,
+        description="whose events: api (new applications, the default) and/or batch (the "
+        "portfolio scoring run, which would otherwise fill the window every night)",
     )
 
 

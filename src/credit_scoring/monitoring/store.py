@@ -83,6 +83,7 @@ class Window:
     last_events: int | None = 5000
     last_hours: float | None = None
     model_version: str | None = None
+    sources: tuple[str, ...] = ("api",)  # api and/or batch
 
 
 META_COLUMNS = [
@@ -114,10 +115,12 @@ def read_window(url: str, model_name: str, window: Window) -> pd.DataFrame:
         has_source = "source" in stored  # a database no API of this version has written yet
         with engine.connect() as conn:
             version = window.model_version
+            source = sa.func.coalesce(e.source, "api") if has_source else sa.literal("api")
+            of_sources = source.in_(list(window.sources))
             if version is None:
                 version = conn.execute(
                     sa.select(e.model_version)
-                    .where(e.model_name == model_name)
+                    .where(e.model_name == model_name, of_sources)
                     .order_by(e.id.desc())
                     .limit(1)
                 ).scalar()
@@ -133,12 +136,10 @@ def read_window(url: str, model_name: str, window: Window) -> pd.DataFrame:
                 e.decision,
                 e.threshold,
                 # api or batch (null: an API event stored before the column existed)
-                sa.func.coalesce(e.source, "api").label("source")
-                if has_source
-                else sa.literal("api").label("source"),
+                source.label("source"),
                 # as text, parsed by orjson below: several times faster than the driver's json
                 sa.cast(e.features, sa.Text).label("features"),
-            ).where(e.model_name == model_name, e.model_version == str(version))
+            ).where(e.model_name == model_name, e.model_version == str(version), of_sources)
             if window.last_hours is not None:
                 since = utc_now() - timedelta(hours=window.last_hours)
                 query = query.where(e.event_time >= since)

@@ -256,7 +256,15 @@ def test_the_monitoring_reads_batch_events(
     events counted by source (api, batch)."""
     import json
 
-    monitored = _kedro(trained_project, batch_db, "--pipeline", "monitoring")
+    # the default watches the API's events only: an environment adds the batch's
+    env = trained_project / "conf" / "watch_batch"
+    env.mkdir(exist_ok=True)
+    (env / "parameters_monitoring.yml").write_text(
+        "monitoring:\n  window:\n    sources: [api, batch]\n"
+    )
+    monitored = _kedro(
+        trained_project, batch_db, "--pipeline", "monitoring", "--env", "watch_batch"
+    )
     assert monitored.returncode == 0, monitored.stdout[-3000:] + monitored.stderr[-3000:]
     folder = trained_project / "data/08_reporting/monitoring/summary.json"
     newest = max(folder.iterdir(), key=lambda p: p.name)

@@ -44,7 +44,12 @@ def read_events(database_url: str, params: MonitoringParams) -> pd.DataFrame:
     frame = read_window(
         database_url,
         params.model_name,
-        Window(last_events=w.last_events, last_hours=w.last_hours, model_version=w.model_version),
+        Window(
+            last_events=w.last_events,
+            last_hours=w.last_hours,
+            model_version=w.model_version,
+            sources=tuple(w.sources),
+        ),
     )
     if frame.empty:
         logger.warning(
