@@ -114,6 +114,16 @@ def _as_read(batch: pd.DataFrame) -> pd.DataFrame:
     return pd.read_csv(io.StringIO(batch.to_csv(index=False)))
 
 
+TEXT_COLUMN = "_text"  # Spark: a quarantined row's values as text (JSON), typed ones null
+_NULLABLE: dict[str, Any] = {
+    "float": "float64",
+    "int": "Int64",
+    "bigint": "Int64",
+    "int8": "Int8",
+    "bool": "boolean",
+}
+
+
 def _ingest_batch(
     batch: pd.DataFrame,
     key: str,
@@ -122,30 +132,41 @@ def _ingest_batch(
     columns: dict[str, ColumnSpec],
     target: TargetSpec | None,
     table_name: str,
-    part: str,
-    order: list[str],
+    kinds: dict[str, str],
 ) -> pd.DataFrame:
-    """One batch through pseudonymisation and validation: its valid rows (typed, target
-    encoded) or its quarantined rows (as text, with the reason and the failed rules)."""
-    empty = pd.DataFrame({c: pd.Series(dtype=object) for c in order})
+    """One batch through pseudonymisation and validation, in one pass: its valid rows (typed,
+    target encoded) and its quarantined rows (their values as JSON text in ``_text``, with
+    the reason and the failed rules), in one table of ``kinds`` + those three columns."""
+    order = [*kinds, REASON_COLUMN, RULES_COLUMN, TEXT_COLUMN]
     if batch.empty:
-        return empty
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in order})
     table = pseudonymise_ids(_as_read(batch), key, id_column, pseudonym)
     schema = build_schema(columns, id_column=pseudonym, target=target, name=table_name)
     outcome = validate_frame(table, schema)
-    if part == "valid":
-        return _encode_target(outcome.valid, target).reindex(columns=order)
-    if outcome.invalid.empty:
-        return empty
-    invalid = _as_text(outcome.invalid.drop(columns=[ROW_ORDER]))
-    invalid[ROW_ORDER] = outcome.invalid[ROW_ORDER].to_numpy()
-    failures = outcome.failures
-    rules = failures.assign(
-        rule=failures["column"].astype(str) + ": " + failures["check"].astype(str)
-    )
-    by_row = rules.groupby("index")["rule"].agg("\n".join)
-    invalid[RULES_COLUMN] = by_row.reindex(outcome.invalid.index).to_numpy()
-    return invalid.reindex(columns=order)
+    parts = [_encode_target(outcome.valid, target)]
+    if not outcome.invalid.empty:
+        invalid = outcome.invalid
+        failures = outcome.failures
+        rules = failures["column"].astype(str) + ": " + failures["check"].astype(str)
+        by_row = failures.assign(rule=rules).groupby("index")["rule"].agg("\n".join)
+        text = _as_text(invalid.drop(columns=[ROW_ORDER, REASON_COLUMN]))
+        quarantined = pd.DataFrame(
+            {
+                ROW_ORDER: invalid[ROW_ORDER].to_numpy(),
+                REASON_COLUMN: invalid[REASON_COLUMN].to_numpy(),
+                RULES_COLUMN: by_row.reindex(invalid.index).to_numpy(),
+                TEXT_COLUMN: text.to_json(orient="records", lines=True).splitlines(),
+            }
+        )
+        parts.append(quarantined)
+    out = pd.concat(parts, ignore_index=True).reindex(columns=order)
+    for column in order:  # nullable types: a quarantined row's values are null
+        kind = _NULLABLE.get(kinds.get(column, "str"))
+        values = out[column]
+        out[column] = (
+            values.astype(kind) if kind else values.astype(object).where(values.notna(), None)
+        )
+    return out
 
 
 def _validate_on_spark(
@@ -158,7 +179,9 @@ def _validate_on_spark(
     params: IngestionParams,
     table_name: str,
 ) -> dict[str, Any]:
-    """``validate_table`` on a Spark table of text: the same steps, batch by batch."""
+    """``validate_table`` on a Spark table of text: the same steps, batch by batch, once."""
+    from pyspark.sql import functions as F
+
     source = with_row_order(table).to_native()
     present = [c for c in source.columns if c not in (id_column, ROW_ORDER)]
     missing = [c for c, spec in columns.items() if spec.required and c not in present]
@@ -172,8 +195,8 @@ def _validate_on_spark(
     if target:
         kinds[target.column] = "int8"
     valid_schema = {pseudonym: "str", **kinds, ROW_ORDER: "bigint"}
-    text_schema = {pseudonym: "str", **dict.fromkeys(present, "str"), ROW_ORDER: "bigint"}
-    text_schema |= {REASON_COLUMN: "str", RULES_COLUMN: "str"}
+    checked_schema = {**valid_schema, REASON_COLUMN: "str", RULES_COLUMN: "str"}
+    checked_schema[TEXT_COLUMN] = "str"
     run = partial(
         _ingest_batch,
         key=key,
@@ -182,23 +205,33 @@ def _validate_on_spark(
         columns=columns,
         target=target,
         table_name=table_name,
+        kinds=valid_schema,
     )
-    valid = map_batches(
-        source, partial(run, part="valid", order=list(valid_schema)), schema=valid_schema
+    # Kept once computed: counted here, then split and written (no second validation).
+    checked = map_batches(source, run, schema=checked_schema).cache()
+    is_valid = F.col(REASON_COLUMN).isNull()
+    valid = checked.filter(is_valid).select(*valid_schema)
+    text_fields = ", ".join(f"`{c}` string" for c in [pseudonym, *present])
+    invalid = checked.filter(~is_valid).select(
+        F.from_json(TEXT_COLUMN, text_fields).alias("_values"),
+        ROW_ORDER,
+        REASON_COLUMN,
+        RULES_COLUMN,
     )
-    invalid = map_batches(
-        source, partial(run, part="invalid", order=list(text_schema)), schema=text_schema
+    invalid = invalid.select(
+        *(F.col(f"_values.`{c}`").alias(c) for c in [pseudonym, *present]),
+        ROW_ORDER,
+        REASON_COLUMN,
+        RULES_COLUMN,
     )
-    # Kept once computed: counted here, then written by the catalog (no second validation).
-    valid, invalid = valid.cache(), invalid.cache()
-    n_valid = valid.count()
     by_rules = Counter(
-        dict(lazy(invalid).group_by(RULES_COLUMN).agg(nw.len().alias("n")).collect().rows())
+        dict(lazy(checked).group_by(RULES_COLUMN).agg(nw.len().alias("n")).collect().rows())
     )
+    n_valid = by_rules.pop(None, 0)
     n_bad = sum(by_rules.values())
     failures: Counter[str] = Counter()
     for rules, n in by_rules.items():
-        for rule in (rules or "").split("\n"):
+        for rule in rules.split("\n"):
             failures[rule] += n
 
     def describe() -> str:
