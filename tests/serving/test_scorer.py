@@ -123,6 +123,11 @@ def test_an_xgboost_champion_scores_and_explains_with_its_own_treeshap(
     expected = booster.predict(matrix).astype(float)
     np.testing.assert_allclose(scorer.probabilities(records), expected, rtol=0, atol=1e-9)
     assert scorer.probability(records[0]) == pytest.approx(expected[0], abs=1e-9)
+    # the batch path (one matrix, the booster's threads): the same scores
+    table = pd.DataFrame(records)
+    np.testing.assert_allclose(
+        scorer.probabilities_frame(table, num_threads=2), expected, rtol=0, atol=1e-9
+    )
 
     margins = booster.predict(matrix, output_margin=True)
     for i in range(3):

@@ -99,9 +99,8 @@ class Scorer:
         operations on the same floats; tested to the bit). Other champions score through the
         records, as the API does.
         """
-        if self.booster is not None:
-            rows = self.transformer.matrix(frame)
-            return np.asarray(self.booster.predict(rows, num_threads=num_threads), dtype=float)
+        if self._trees is not None:  # LightGBM or XGBoost: one call on the whole matrix
+            return self._trees.predict(self.transformer.matrix(frame), threads=num_threads)
         records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
         return self.probabilities([{str(k): v for k, v in r.items()} for r in records])
 
@@ -199,8 +198,8 @@ class _Trees(Protocol):
 
     def feature_names(self) -> list[str]: ...
 
-    def predict(self, rows: np.ndarray) -> np.ndarray:
-        """Probabilities of default, float64, one per row."""
+    def predict(self, rows: np.ndarray, threads: int = 1) -> np.ndarray:
+        """Probabilities of default, float64, one per row (``threads``: a batch's)."""
         ...
 
     def contributions(self, rows: np.ndarray) -> np.ndarray:
@@ -219,8 +218,8 @@ class _LightGBMTrees:
     def feature_names(self) -> list[str]:
         return list(self.booster.feature_name())
 
-    def predict(self, rows: np.ndarray) -> np.ndarray:
-        return np.asarray(self.booster.predict(rows, num_threads=1), dtype=float)
+    def predict(self, rows: np.ndarray, threads: int = 1) -> np.ndarray:
+        return np.asarray(self.booster.predict(rows, num_threads=threads), dtype=float)
 
     def contributions(self, rows: np.ndarray) -> np.ndarray:
         return np.asarray(self.booster.predict(rows, pred_contrib=True, num_threads=1))
@@ -248,8 +247,14 @@ class _XGBoostTrees:
     def feature_names(self) -> list[str]:
         return list(self.booster.feature_names or [])
 
-    def predict(self, rows: np.ndarray) -> np.ndarray:
-        return np.asarray(self.booster.inplace_predict(rows), dtype=float)
+    def predict(self, rows: np.ndarray, threads: int = 1) -> np.ndarray:
+        if threads != 1:  # a batch: the booster's threads for this call only
+            self.booster.set_param({"nthread": threads})
+        try:
+            return np.asarray(self.booster.inplace_predict(rows), dtype=float)
+        finally:
+            if threads != 1:
+                self.booster.set_param({"nthread": 1})
 
     def contributions(self, rows: np.ndarray) -> np.ndarray:
         matrix = self._xgb.DMatrix(
