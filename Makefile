@@ -39,8 +39,8 @@ data-drift: bootstrap ## Write a drifted population to data/01_raw/drifted/ (for
 run: bootstrap data ## Set up and run the whole Kedro pipeline on the embedded defaults
 	$(RUN) kedro run
 
-test: bootstrap lint ## Set up, lint, and run the whole test suite
-	$(RUN) pytest
+test: bootstrap lint ## Set up, lint, and run the whole test suite (the 30 slowest listed)
+	$(RUN) pytest --durations=30
 
 test-fast: bootstrap ## Unit tests only: no pipeline run, no server (on up to 4 cores)
 	$(RUN) pytest -m "not integration" -n auto --maxprocesses 4
