@@ -51,6 +51,12 @@ RESTRICTED = [
     "--cap-drop", "ALL",
     "--security-opt", "no-new-privileges",
 ]  # fmt: skip
+# Spark unpacks its JNI libraries (snappy for Parquet) into /tmp and maps them: /tmp must
+# allow exec, as a Kubernetes emptyDir does (docker's --tmpfs is noexec by default).
+RESTRICTED_SPARK = [
+    "--tmpfs" if arg == "--tmpfs" else arg.replace("/tmp:rw,", "/tmp:rw,exec,")
+    for arg in RESTRICTED
+]
 
 
 @pytest.fixture(scope="session")
@@ -378,7 +384,7 @@ def test_pipeline_image_runs_kedro_on_mounted_data(
     data = root / "data"
     give_to_app_user(data, *data.rglob("*"))
     result = docker.run(
-        "run", "--rm", *RESTRICTED,
+        "run", "--rm", *RESTRICTED_SPARK,
         "-v", f"{data}:/app/data",
         "-e", f"CREDIT_SCORING_PSEUDONYMISATION_KEY={TEST_KEY}",
         "-e", "MLFLOW_TRACKING_URI=sqlite:////app/data/mlflow.db",
@@ -387,7 +393,8 @@ def test_pipeline_image_runs_kedro_on_mounted_data(
         timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    applications = pd.read_parquet(data / "02_intermediate/applications_validated.parquet")
+    # the spark environment's catalog: Spark's own Parquet folders under data/spark/
+    applications = pd.read_parquet(data / "spark/02_intermediate/applications_validated.parquet")
     assert len(applications) > 300
     assert applications["client_id"].str.fullmatch(r"[0-9a-f]{64}").all()  # pseudonymised
     # what only tests, benchmarks and demos use is not installed in production
@@ -572,7 +579,7 @@ def test_spark_image_runs_the_nightly_spark_job_on_local_cores(
     (tmp_path / "spark.yml").chmod(0o644)
     container = _spark_job_container()
     result = docker.run(
-        "run", "--rm", *RESTRICTED,
+        "run", "--rm", *RESTRICTED_SPARK,
         "-v", f"{data}:/app/data",
         "-v", f"{tmp_path / 'spark.yml'}:/app/conf/spark/spark.yml:ro",
         "-e", f"CREDIT_SCORING_PSEUDONYMISATION_KEY={TEST_KEY}",
@@ -585,10 +592,11 @@ def test_spark_image_runs_the_nightly_spark_job_on_local_cores(
     output = result.stdout[-3000:] + result.stderr[-3000:]
     assert result.returncode == 0, output
     assert "Spark's default log4j profile" in result.stderr  # the session started, in the JVM
-    applications = pd.read_parquet(data / "02_intermediate/applications_validated.parquet")
+    # the spark environment's catalog: Spark's own Parquet folders under data/spark/
+    applications = pd.read_parquet(data / "spark/02_intermediate/applications_validated.parquet")
     assert len(applications) > 300
     assert applications["client_id"].str.fullmatch(r"[0-9a-f]{64}").all()  # pseudonymised
-    model_input = pd.read_parquet(data / "05_model_input/model_input_table.parquet")
+    model_input = pd.read_parquet(data / "spark/05_model_input/model_input_table.parquet")
     assert len(model_input) > 300  # processed: one row a client, features joined
     assert set(model_input["client_id"]) <= set(applications["client_id"])
 

@@ -61,7 +61,8 @@ def test_end_to_end_run_on_a_tiny_generated_dataset(project_copy: Path):
     # a registered, explained model, champion through the gate, in the embedded MLflow store
     gate = json.loads((project_copy / "data/08_reporting/gate_report.json").read_text())
     assert gate["promote"] and gate["version"] == "1"
-    client = MlflowClient(tracking_uri=f"sqlite:///{project_copy / 'mlflow.db'}")
+    store = f"sqlite:///{project_copy / 'mlflow.db'}"  # registry too: no process-wide default
+    client = MlflowClient(tracking_uri=store, registry_uri=store)
     champion = client.get_model_version_by_alias("credit_scoring", "champion")
     assert champion.tags["gate.decision"] == "promoted"
     artifacts = {a.path for a in client.list_artifacts(champion.run_id)}
@@ -128,7 +129,8 @@ def test_a_differently_shaped_dataset_runs_with_a_conf_environment_only(project_
     assert "oracle_auc" not in metrics  # no generator truth for a fork's data
     gate = json.loads((project_copy / "data/08_reporting/gate_report.json").read_text())
     assert gate["model_name"] == "loan_risk" and gate["version"] == "1"
-    client = MlflowClient(tracking_uri=f"sqlite:///{project_copy / 'mlflow.db'}")
+    store = f"sqlite:///{project_copy / 'mlflow.db'}"  # registry too: no process-wide default
+    client = MlflowClient(tracking_uri=store, registry_uri=store)
     assert str(client.get_model_version_by_alias("loan_risk", "champion").version) == "1"
     assert client.get_experiment_by_name("loan_risk") is not None
     card = (project_copy / "data/08_reporting/model_card.md").read_text()
