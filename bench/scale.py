@@ -84,7 +84,8 @@ def _environment() -> dict[str, str]:
 
 def generate(project: Path, n: int) -> dict[str, Any]:
     started = time.perf_counter()
-    command = [sys.executable, "-m", "credit_scoring", "generate-data", "--n-applications", str(n)]
+    command = [sys.executable, "-m", "credit_scoring.cli", "generate-data"]
+    command += ["--n-applications", str(n), "--output-dir", str(project / "data" / "01_raw")]
     process = subprocess.Popen(command, cwd=project, env=_environment())
     memory = TreeMemory(process.pid)
     code = process.wait()
