@@ -109,3 +109,22 @@ def test_bureau_is_pseudonymised_with_the_same_key(raw_tables, contract, ingesti
     first = bureau["SK_ID_CURR"].iloc[0]
     assert out["valid"]["client_id"].iloc[0] == pseudonymise_value(first, TEST_KEY)
     assert str(first) not in caplog.text
+
+
+def test_a_batch_of_a_table_without_ids_numbers_rows_by_the_tables_order():
+    """On Spark a table is validated batch by batch: rows without an id are numbered by the
+    table's own order (``_row``), so two batches never give the same row pseudonym, and a
+    quarantined row keeps its values as text with the reason."""
+    from credit_scoring.core.contract import ColumnSpec
+    from credit_scoring.pipelines.data_ingestion.nodes import _ingest_batch
+
+    columns = {"x": ColumnSpec(dtype="float", min=0)}
+    kinds = {"row_id": "str", "x": "float", "_row": "bigint"}
+    batch = pd.DataFrame({"x": ["1.5", "-2", None], "_row": [2**33, 2**33 + 1, 2**33 + 2]})
+    out = _ingest_batch(batch, "key", None, "row_id", columns, None, "loans", kinds)
+    valid = out[out["_rejection_reason"].isna()]
+    assert valid["row_id"].tolist() == [f"row-{2**33}", f"row-{2**33 + 2}"]
+    (quarantined,) = out[out["_rejection_reason"].notna()].to_dict(orient="records")
+    assert quarantined["_rejection_reason"].startswith("x: ")
+    assert quarantined["_row"] == 2**33 + 1 and pd.isna(quarantined["x"])
+    assert '"row_id":"row-8589934593"' in quarantined["_text"]

@@ -140,7 +140,11 @@ def _ingest_batch(
     order = [*kinds, REASON_COLUMN, RULES_COLUMN, TEXT_COLUMN]
     if batch.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in order})
-    table = pseudonymise_ids(_as_read(batch), key, id_column, pseudonym)
+    if id_column is None:  # rows numbered by the table's order, not the batch's
+        table = _as_read(batch)
+        table.insert(0, pseudonym, "row-" + table[ROW_ORDER].astype(str))
+    else:
+        table = pseudonymise_ids(_as_read(batch), key, id_column, pseudonym)
     schema = build_schema(columns, id_column=pseudonym, target=target, name=table_name)
     outcome = validate_frame(table, schema)
     parts = [_encode_target(outcome.valid, target)]
