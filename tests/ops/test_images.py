@@ -393,8 +393,7 @@ def test_pipeline_image_runs_kedro_on_mounted_data(
         timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    # the spark environment's catalog: Spark's own Parquet folders under data/spark/
-    applications = pd.read_parquet(data / "spark/02_intermediate/applications_validated.parquet")
+    applications = pd.read_parquet(data / "02_intermediate/applications_validated.parquet")
     assert len(applications) > 300
     assert applications["client_id"].str.fullmatch(r"[0-9a-f]{64}").all()  # pseudonymised
     # what only tests, benchmarks and demos use is not installed in production

@@ -131,7 +131,13 @@ def test_a_differently_shaped_dataset_runs_with_a_conf_environment_only(project_
     assert gate["model_name"] == "loan_risk" and gate["version"] == "1"
     store = f"sqlite:///{project_copy / 'mlflow.db'}"  # registry too: no process-wide default
     client = MlflowClient(tracking_uri=store, registry_uri=store)
-    assert str(client.get_model_version_by_alias("loan_risk", "champion").version) == "1"
+    version = client.get_model_version("loan_risk", "1")  # registered under its own name
+    assert version.tags["gate.decision"] == ("promoted" if gate["promote"] else "rejected")
+    if gate["promote"]:
+        assert str(client.get_model_version_by_alias("loan_risk", "champion").version) == "1"
+    else:  # 600 rows give a 120-row test split: beating the dummy on cost there is a coin toss
+        assert gate["reasons"][0].startswith("cost") and "dummy" in gate["reasons"][0]
+        assert client.get_registered_model("loan_risk").aliases == {"challenger": 1}
     assert client.get_experiment_by_name("loan_risk") is not None
     card = (project_copy / "data/08_reporting/model_card.md").read_text()
     sensitive = card.split("## Sensitive attributes")[1]
@@ -143,6 +149,7 @@ def test_a_differently_shaped_dataset_runs_with_a_conf_environment_only(project_
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{project_copy / 'mlflow.db'}"
     packaging = [sys.executable, "-m", "credit_scoring.cli", "build", "--no-build"]
     packaging += ["--env", "example_loans", "--project", str(project_copy)]
+    packaging += ["--alias", "champion" if gate["promote"] else "challenger"]
     result = subprocess.run(packaging, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     probe = textwrap.dedent("""
